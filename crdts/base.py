@@ -1,0 +1,233 @@
+"""What every CRDT here shares: the protocol, the wire-decoding errors, and the value rules.
+
+Rules of this package: pure data, no I/O, no clock, no randomness. A timestamp or a
+`now` is always an argument. Every mutator checks its input before it touches state,
+applies itself locally and returns a delta that is itself a value of the same type.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, ParamSpec, Protocol, Self, TypeVar, runtime_checkable
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
+MAX_NESTING = 64
+
+WireValue = Any
+"""A tree of msgpack-safe primitives: None, bool, int, float, str, bytes, list, dict."""
+
+
+class DecodeError(ValueError):
+    """Raised by `from_wire` for anything that is not a valid encoding of the type."""
+
+
+@runtime_checkable
+class CRDT(Protocol):
+    """A state-based CRDT whose mutators return deltas (delta-state CRDT)."""
+
+    def merge(self, other: Self) -> None:
+        """Join `other` (a full replica or a delta) into this replica, in place."""
+        ...
+
+    def copy(self) -> Self:
+        """An independent replica with the same state."""
+        ...
+
+    def digest(self) -> Any:
+        """A compact summary of what this replica has (version vector, causal context)."""
+        ...
+
+    def delta_since(self, digest: Any) -> Self:
+        """The smallest delta that brings a replica at `digest` up to this one."""
+        ...
+
+    def to_wire(self) -> WireValue:
+        """This replica as msgpack-safe primitives."""
+        ...
+
+    @classmethod
+    def from_wire(cls, obj: WireValue) -> Self:
+        """Rebuild a replica from `to_wire` output; raise DecodeError on anything else."""
+        ...
+
+    @property
+    def value(self) -> Any:
+        """The plain Python value an application reads."""
+        ...
+
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+# --- values -------------------------------------------------------------------------------
+
+
+def normalize_value(value: Any, _depth: int = 0) -> Any:
+    """Return `value` in the exact form every replica will read back, or raise TypeError/ValueError.
+
+    Allowed: None, bool, int in [-2**63, 2**64), float, str, bytes/bytearray (read back as
+    bytes), list/tuple (read back as list), dict with str/int/bytes keys.
+    """
+    kind = type(value)
+    if value is None or kind is bool or kind is float or kind is str:
+        return value
+    if kind is int:
+        if not INT64_MIN <= value <= UINT64_MAX:
+            raise ValueError(f"int {value} is outside the 64-bit range msgpack can carry")
+        return value
+    if kind is bytes:
+        return value
+    if _depth >= MAX_NESTING:
+        raise ValueError(f"value nested deeper than {MAX_NESTING} levels")
+    if kind is bytearray or kind is memoryview:
+        return bytes(value)
+    if kind is list or kind is tuple:
+        return [normalize_value(item, _depth + 1) for item in value]
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) not in (str, int, bytes):
+                raise TypeError(f"dict key {key!r} is a {type(key).__name__}; use str, int or bytes")
+            out[normalize_value(key, _depth + 1)] = normalize_value(item, _depth + 1)
+        return out
+    if isinstance(value, bool | int | float | str | bytes):  # subclasses (IntEnum, str enums)
+        return normalize_value(_plain(value), _depth)
+    raise TypeError(f"a {kind.__name__} cannot be replicated; use msgpack-able values")
+
+
+def _plain(value: bool | int | float | str | bytes) -> bool | int | float | str | bytes:
+    for base in (bool, int, float, str, bytes):
+        if isinstance(value, base):
+            return base(value)
+    raise TypeError(type(value).__name__)  # pragma: no cover - guarded by the caller
+
+
+def normalize_key(key: Any, _depth: int = 0) -> Hashable:
+    """Return a set element or map key in its replicated, hashable form (lists become tuples)."""
+    kind = type(key)
+    if key is None or kind is bool or kind is str or kind is bytes:
+        return key  # type: ignore[no-any-return]
+    if kind is int:
+        if not INT64_MIN <= key <= UINT64_MAX:
+            raise ValueError(f"int {key} is outside the 64-bit range msgpack can carry")
+        return key  # type: ignore[no-any-return]
+    if kind is float:
+        if math.isnan(key):
+            raise ValueError("NaN is not equal to itself and cannot be a key or set element")
+        return key  # type: ignore[no-any-return]
+    if _depth >= MAX_NESTING:
+        raise ValueError(f"key nested deeper than {MAX_NESTING} levels")
+    if kind is tuple or kind is list:
+        return tuple(normalize_key(item, _depth + 1) for item in key)
+    if kind is bytearray:
+        return bytes(key)
+    if isinstance(key, bool | int | float | str | bytes):
+        return normalize_key(_plain(key), _depth)
+    raise TypeError(f"a {kind.__name__} cannot be a replicated key or set element")
+
+
+def key_to_wire(key: Hashable) -> WireValue:
+    """A normalized key as msgpack primitives (tuples become lists)."""
+    if type(key) is tuple:
+        return [key_to_wire(item) for item in key]
+    return key
+
+
+def key_from_wire(obj: WireValue) -> Hashable:
+    """Inverse of key_to_wire; raise DecodeError for anything that is not a key."""
+    try:
+        return normalize_key(obj)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"bad key or element: {exc}") from exc
+
+
+def value_from_wire(obj: WireValue) -> Any:
+    """A value decoded by msgpack, checked and normalized; DecodeError if it is not a value."""
+    try:
+        return normalize_value(obj)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise DecodeError(f"bad value: {exc}") from exc
+
+
+# --- wire decoding helpers ---------------------------------------------------------------
+
+
+def expect_header(obj: WireValue, tag: str, version: int, length: int) -> list[Any]:
+    """Check `[tag, version, *fields]` of the given length and return it."""
+    if not isinstance(obj, list | tuple):
+        raise DecodeError(f"{tag}: expected a list, got {type(obj).__name__}")
+    if len(obj) != length:
+        raise DecodeError(f"{tag}: expected {length} fields, got {len(obj)}")
+    if obj[0] != tag:
+        raise DecodeError(f"expected a {tag!r} encoding, got tag {obj[0]!r}")
+    if obj[1] != version or type(obj[1]) is not int:
+        raise DecodeError(f"{tag}: unknown wire version {obj[1]!r} (this build reads {version})")
+    return list(obj)
+
+
+def expect_int(obj: WireValue, what: str, low: int = INT64_MIN, high: int = INT64_MAX) -> int:
+    """An int within [low, high], or DecodeError."""
+    if type(obj) is not int:
+        raise DecodeError(f"{what}: expected an int, got {type(obj).__name__}")
+    if not low <= obj <= high:
+        raise DecodeError(f"{what}: {obj} is outside [{low}, {high}]")
+    return obj
+
+
+def expect_str(obj: WireValue, what: str) -> str:
+    """A str, or DecodeError."""
+    if type(obj) is not str:
+        raise DecodeError(f"{what}: expected a str, got {type(obj).__name__}")
+    return obj
+
+
+def expect_list(obj: WireValue, what: str) -> list[Any]:
+    """A list (or tuple, as msgpack may give), or DecodeError."""
+    if not isinstance(obj, list | tuple):
+        raise DecodeError(f"{what}: expected a list, got {type(obj).__name__}")
+    return list(obj)
+
+
+def expect_dict(obj: WireValue, what: str) -> Mapping[Any, Any]:
+    """A dict, or DecodeError."""
+    if not isinstance(obj, dict):
+        raise DecodeError(f"{what}: expected a map, got {type(obj).__name__}")
+    return obj
+
+
+def expect_pairs(obj: WireValue, what: str) -> list[tuple[Any, Any]]:
+    """A flat list [k1, v1, k2, v2, ...] as pairs, or DecodeError."""
+    items = expect_list(obj, what)
+    if len(items) % 2:
+        raise DecodeError(f"{what}: expected an even number of items, got {len(items)}")
+    return list(zip(items[0::2], items[1::2], strict=True))
+
+
+def check_replica(replica: Any) -> str:
+    """A replica id must be a non-empty str."""
+    if type(replica) is not str or not replica:
+        raise TypeError(f"replica id must be a non-empty str, got {replica!r}")
+    return replica
+
+
+def decoding(tag: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Turn stray errors of a decoder into DecodeError, so callers see one exception type."""
+
+    def wrap(fn: Callable[P, T]) -> Callable[P, T]:
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                return fn(*args, **kwargs)
+            except DecodeError:
+                raise
+            except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+                raise DecodeError(f"{tag}: {type(exc).__name__}: {exc}") from exc
+
+        guarded.__name__ = fn.__name__
+        guarded.__doc__ = fn.__doc__
+        return guarded
+
+    return wrap

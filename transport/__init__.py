@@ -1,0 +1,3 @@
+"""The wire: TCP, framing, encryption and discovery. Knows nothing of CRDTs."""
+
+__all__: list[str] = []
