@@ -91,7 +91,8 @@ def normalize_value(value: Any, _depth: int = 0) -> Any:
         out = {}
         for key, item in value.items():
             if type(key) not in (str, int, bytes):
-                raise TypeError(f"dict key {key!r} is a {type(key).__name__}; use str, int or bytes")
+                kind_name = type(key).__name__
+                raise TypeError(f"dict key {key!r} is a {kind_name}; use str, int or bytes")
             out[normalize_value(key, _depth + 1)] = normalize_value(item, _depth + 1)
         return out
     if isinstance(value, bool | int | float | str | bytes):  # subclasses (IntEnum, str enums)
@@ -100,10 +101,16 @@ def normalize_value(value: Any, _depth: int = 0) -> Any:
 
 
 def _plain(value: bool | int | float | str | bytes) -> bool | int | float | str | bytes:
-    for base in (bool, int, float, str, bytes):
-        if isinstance(value, base):
-            return base(value)
-    raise TypeError(type(value).__name__)  # pragma: no cover - guarded by the caller
+    """The builtin value behind an enum or other subclass of a builtin scalar."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return bytes(value)
 
 
 def normalize_key(key: Any, _depth: int = 0) -> Hashable:
@@ -223,7 +230,7 @@ def decoding(tag: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
                 return fn(*args, **kwargs)
             except DecodeError:
                 raise
-            except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+            except (TypeError, ValueError, LookupError, OverflowError, RecursionError) as exc:
                 raise DecodeError(f"{tag}: {type(exc).__name__}: {exc}") from exc
 
         guarded.__name__ = fn.__name__

@@ -195,7 +195,10 @@ def dot_from_wire(replica: Any, counter: Any) -> Dot:
 
 
 def join_dots(
-    mine: Mapping[Dot, P], my_context: DotContext, theirs: Mapping[Dot, P], their_context: DotContext
+    mine: Mapping[Dot, P],
+    my_context: DotContext,
+    theirs: Mapping[Dot, P],
+    their_context: DotContext,
 ) -> tuple[list[Dot], list[Dot]]:
     """The dot-store join: which of my dots the other side removed, and which of theirs I lack.
 

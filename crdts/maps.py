@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
 
 from crdts.base import (
     CRDT,
@@ -49,7 +49,7 @@ class ORMap(Generic[V]):
 
     TAG = "ormap"
     VERSION = 1
-    value_types: dict[str, type[Any]] = {}
+    value_types: ClassVar[dict[str, type[Any]]] = {}
 
     __slots__ = ("_context", "_dots", "_keys", "_views", "replica", "value_type")
 
@@ -96,11 +96,14 @@ class ORMap(Generic[V]):
             return None
         view = self._views.get(key)
         if view is None:
-            view = self.value_type(replica=self.replica)
+            view = self._new_value()
             for dot in self._keys[key]:
                 view.merge(self._dots[dot][1])
             self._views[key] = view
         return view
+
+    def _new_value(self) -> V:
+        return cast(Callable[..., V], self.value_type)(replica=self.replica)
 
     def update(self, key: Any, mutate: Callable[[V], object]) -> ORMap[V]:
         """Apply `mutate` to the nested value at `key` (created empty if absent); return the delta.
@@ -109,7 +112,7 @@ class ORMap(Generic[V]):
         """
         key = normalize_key(key)
         current = self.get(key)
-        nested = current.copy() if current is not None else self.value_type(replica=self.replica)
+        nested = current.copy() if current is not None else self._new_value()
         mutate(nested)
         dot = self._context.next_dot(self.replica)
         old = self._keys.get(key, set())

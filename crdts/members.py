@@ -164,8 +164,8 @@ class MemberTable:
             fields = expect_list(known, "members digest entry")
             if len(fields) != 3:
                 raise DecodeError("members digest entry: expected [incarnation, rank, crc]")
-            mine = (m.incarnation, STATUS_RANK[m.status])
-            if mine > tuple(fields[:2]) or (mine == tuple(fields[:2]) and m.details_crc() != fields[2]):
+            mine, known_rank = (m.incarnation, STATUS_RANK[m.status]), tuple(fields[:2])
+            if mine > known_rank or (mine == known_rank and m.details_crc() != fields[2]):
                 delta._members[node] = m
         return delta
 

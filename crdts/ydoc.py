@@ -41,7 +41,7 @@ class YDoc:
 
     def __init__(self, replica: str, client_id: int | None = None) -> None:
         self.replica = check_replica(replica)
-        self._doc: Doc = Doc() if client_id is None else Doc(client_id=client_id)
+        self._doc: Doc[Any] = Doc() if client_id is None else Doc(client_id=client_id)
         self._captured: list[bytes] = []
         self._subscription = self._doc.observe(self._on_transaction)
 
@@ -49,7 +49,7 @@ class YDoc:
         self._captured.append(bytes(event.update))
 
     @property
-    def doc(self) -> Doc:
+    def doc(self) -> Doc[Any]:
         """The underlying pycrdt Doc (read freely; write through transact() to get deltas)."""
         return self._doc
 
@@ -64,7 +64,7 @@ class YDoc:
             raise TypeError(f"root type must be one of Map, Array, Text; got {type!r}")
         return self._doc.get(name, type=type)  # type: ignore[no-any-return]
 
-    def transact(self, change: Callable[[Doc], object], origin: str = "local") -> bytes:
+    def transact(self, change: Callable[[Doc[Any]], object], origin: str = "local") -> bytes:
         """Run `change(doc)` in one transaction and return the update it made (the delta)."""
         self._captured.clear()
         with self._doc.transaction(origin=origin):
@@ -74,7 +74,7 @@ class YDoc:
             return EMPTY_UPDATE
         return updates[0] if len(updates) == 1 else bytes(merge_updates(*updates))
 
-    def merge(self, other: YDoc | bytes) -> None:
+    def merge(self, other: YDoc | bytes | bytearray) -> None:
         """Apply a Yjs update (bytes) or a whole other YDoc; DecodeError on a bad update."""
         update = other.full_update() if isinstance(other, YDoc) else other
         if not isinstance(update, bytes | bytearray):
