@@ -72,6 +72,16 @@ class GCounter:
         delta._totals = {r: t for r, t in self._totals.items() if t > theirs.get(r, 0)}
         return delta
 
+    def split(self, max_entries: int) -> list[GCounter]:
+        """This delta as pieces of at most `max_entries` totals each; merging all is the same."""
+        items = list(self._totals.items())
+        pieces = []
+        for start in range(0, len(items), max_entries):
+            piece = GCounter(self.replica)
+            piece._totals = dict(items[start : start + max_entries])
+            pieces.append(piece)
+        return pieces or [self.copy()]
+
     def to_wire(self) -> WireValue:
         """`["gcounter", 1, replica, {replica: total}]`."""
         return [self.TAG, self.VERSION, self.replica, dict(self._totals)]
@@ -161,6 +171,11 @@ class PNCounter:
         if not isinstance(digest, list | tuple) or len(digest) != 2:
             raise DecodeError("pncounter digest: expected [increments, decrements]")
         return self._delta(p=self._p.delta_since(digest[0]), n=self._n.delta_since(digest[1]))
+
+    def split(self, max_entries: int) -> list[PNCounter]:
+        """This delta as pieces of at most `max_entries` totals per half."""
+        ps, ns = self._p.split(max_entries), self._n.split(max_entries)
+        return [self._delta(p=p) for p in ps] + [self._delta(n=n) for n in ns]
 
     def to_wire(self) -> WireValue:
         """`["pncounter", 1, replica, {increments}, {decrements}]`."""

@@ -243,3 +243,11 @@ def entries_from_wire(
             raise DecodeError(f"{what}: dot {dot} is not covered by the causal context")
         entries[dot] = decode(flat[i + 2])
     return entries
+
+
+def split_entries(entries: Mapping[Dot, P], max_entries: int) -> list[dict[Dot, P]]:
+    """A dot store's entries in chunks of at most `max_entries`."""
+    if max_entries < 1:
+        raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+    items = list(entries.items())
+    return [dict(items[i : i + max_entries]) for i in range(0, len(items), max_entries)]

@@ -31,6 +31,7 @@ from crdts.dots import (
     entries_from_wire,
     entries_to_wire,
     join_dots,
+    split_entries,
 )
 from crdts.hlc import Timestamp
 from crdts.registers import LWWRegister, MVRegister, lww_wins
@@ -185,6 +186,23 @@ class ORMap(Generic[V]):
         delta._context = context_for_delta(self._context, self._dots, seen)
         return delta
 
+    def split(self, max_entries: int) -> list[ORMap[V]]:
+        """This delta as pieces of at most `max_entries` updates, then one piece of removals
+        (each safe to merge alone, in any order; see AWORSet.split)."""
+        pieces = []
+        for chunk in split_entries(self._dots, max_entries):
+            piece = ORMap(self.replica, self.value_type)
+            piece._dots = chunk
+            for dot, (key, _) in chunk.items():
+                piece._keys.setdefault(key, set()).add(dot)
+            piece._context = DotContext.of(chunk)
+            pieces.append(piece)
+        rest = ORMap(self.replica, self.value_type)
+        rest._context = self._context.without(self._dots)
+        if rest._context or not pieces:
+            pieces.append(rest)
+        return pieces
+
     def to_wire(self) -> WireValue:
         """`["ormap", 1, replica, value_tag, context, [replica, n, [key, nested], ...]]`."""
         flat = entries_to_wire(self._dots, lambda item: [key_to_wire(item[0]), item[1].to_wire()])
@@ -244,7 +262,11 @@ class LWWEntry(NamedTuple):
     def beats(self, other: LWWEntry) -> bool:
         """Whether this write wins over `other` (later timestamp, then higher writer id)."""
         return lww_wins(
-            self.ts, self.writer, [self.deleted, self.value], other.ts, other.writer,
+            self.ts,
+            self.writer,
+            [self.deleted, self.value],
+            other.ts,
+            other.writer,
             [other.deleted, other.value],
         )
 
@@ -293,6 +315,10 @@ class LWWMap:
     def entry(self, key: Any) -> LWWEntry | None:
         """The winning write at `key`, tombstones included."""
         return self._entries.get(normalize_key(key))
+
+    def entries(self) -> Iterator[tuple[Any, LWWEntry]]:
+        """Every (key, winning write), tombstones included."""
+        return iter(self._entries.items())
 
     def __contains__(self, key: object) -> bool:
         try:
@@ -387,13 +413,36 @@ class LWWMap:
         delta._context = context_for_delta(self._context, live, seen)
         return delta
 
+    def split(self, max_entries: int) -> list[LWWMap]:
+        """This delta as pieces of at most `max_entries` writes, then one piece with the
+        superseded dots (each safe to merge alone, in any order)."""
+        pieces = []
+        items = list(self._entries.items())
+        for start in range(0, len(items), max_entries):
+            piece = LWWMap(self.replica)
+            piece._entries = dict(items[start : start + max_entries])
+            piece._context = DotContext.of(e.dot for e in piece._entries.values())
+            pieces.append(piece)
+        rest = LWWMap(self.replica)
+        rest._context = self._context.without(e.dot for e in self._entries.values())
+        if rest._context or not pieces:
+            pieces.append(rest)
+        return pieces
+
     def to_wire(self) -> WireValue:
         """`["lwwmap", 1, replica, context, [key, value, ts, writer, r, n, expires, deleted]*]`."""
         flat: list[Any] = []
         for key, e in self._entries.items():
             flat.extend(
-                (key_to_wire(key), e.value, e.ts.to_wire(), e.writer, *e.dot, e.expires_ms,
-                 e.deleted)
+                (
+                    key_to_wire(key),
+                    e.value,
+                    e.ts.to_wire(),
+                    e.writer,
+                    *e.dot,
+                    e.expires_ms,
+                    e.deleted,
+                )
             )
         return [self.TAG, self.VERSION, self.replica, self._context.to_wire(), flat]
 

@@ -52,6 +52,15 @@ class Member(NamedTuple):
         """A checksum of address and metadata, for digests."""
         return zlib.crc32(self._details())
 
+    def beats(self, other: Member) -> bool:
+        """Whether this news supersedes `other` (cheap unless both agree on the first two)."""
+        if self.incarnation != other.incarnation:
+            return self.incarnation > other.incarnation
+        mine, theirs = STATUS_RANK[self.status], STATUS_RANK[other.status]
+        if mine != theirs:
+            return mine > theirs
+        return self != other and self._details() > other._details()
+
 
 class MemberTable:
     """Node id -> Member, merged by SWIM precedence."""
@@ -59,11 +68,12 @@ class MemberTable:
     TAG = "members"
     VERSION = 1
 
-    __slots__ = ("_members", "replica")
+    __slots__ = ("_digest", "_members", "replica")
 
     def __init__(self, replica: str) -> None:
         self.replica = check_replica(replica)
         self._members: dict[str, Member] = {}
+        self._digest: dict[str, list[int]] = {}
 
     @property
     def value(self) -> dict[str, Status]:
@@ -116,17 +126,29 @@ class MemberTable:
         address, metadata = (known.address, known.metadata) if known else ("", {})
         return self._claim(node, Member(_incarnation(incarnation), status, address, metadata))
 
+    def claim(self, node: str, member: Member) -> MemberTable:
+        """Record `member` as news about `node` if it beats what is known; return the delta."""
+        if member.status not in STATUS_RANK:
+            raise ValueError(f"unknown member status {member.status!r}")
+        _incarnation(member.incarnation)
+        return self._claim(node, member)
+
     def _claim(self, node: str, member: Member) -> MemberTable:
         check_replica(node)
         delta = MemberTable(self.replica)
         current = self._members.get(node)
-        if current is None or member.precedence() > current.precedence():
-            self._members[node] = member
-            delta._members[node] = member
+        if current is None or member.beats(current):
+            self._put(node, member)
+            delta._put(node, member)
         return delta
+
+    def _put(self, node: str, member: Member) -> None:
+        self._members[node] = member
+        self._digest[node] = _digest_entry(member)
 
     def forget(self, node: str) -> bool:
         """Drop `node` locally (garbage collection of a long-gone member); not replicated."""
+        self._digest.pop(node, None)
         return self._members.pop(node, None) is not None
 
     def merge(self, other: MemberTable) -> None:
@@ -134,23 +156,19 @@ class MemberTable:
         mine = self._members
         for node, member in other._members.items():
             current = mine.get(node)
-            if current is None or (
-                current != member and member.precedence() > current.precedence()
-            ):
-                mine[node] = member
+            if current is None or member.beats(current):
+                self._put(node, member)
 
     def copy(self) -> MemberTable:
         """An independent replica with the same state."""
         out = MemberTable(self.replica)
         out._members = dict(self._members)
+        out._digest = dict(self._digest)
         return out
 
     def digest(self) -> dict[str, list[int]]:
-        """`{node: [incarnation, status rank, details crc]}`."""
-        return {
-            node: [m.incarnation, STATUS_RANK[m.status], m.details_crc()]
-            for node, m in self._members.items()
-        }
+        """`{node: [incarnation, status rank, details crc]}` (kept up to date as news arrives)."""
+        return dict(self._digest)
 
     def delta_since(self, digest: Any) -> MemberTable:
         """The members whose news is ahead of, or different from, `digest`."""
@@ -159,15 +177,26 @@ class MemberTable:
         for node, m in self._members.items():
             known = theirs.get(node)
             if known is None:
-                delta._members[node] = m
+                delta._put(node, m)
                 continue
             fields = expect_list(known, "members digest entry")
             if len(fields) != 3:
                 raise DecodeError("members digest entry: expected [incarnation, rank, crc]")
             mine, known_rank = (m.incarnation, STATUS_RANK[m.status]), tuple(fields[:2])
-            if mine > known_rank or (mine == known_rank and m.details_crc() != fields[2]):
-                delta._members[node] = m
+            if mine > known_rank or (mine == known_rank and self._digest[node][2] != fields[2]):
+                delta._put(node, m)
         return delta
+
+    def split(self, max_entries: int) -> list[MemberTable]:
+        """This delta as pieces of at most `max_entries` members each."""
+        items = list(self._members.items())
+        pieces = []
+        for start in range(0, len(items), max_entries):
+            piece = MemberTable(self.replica)
+            piece._members = dict(items[start : start + max_entries])
+            piece._digest = {node: self._digest[node] for node in piece._members}
+            pieces.append(piece)
+        return pieces or [self.copy()]
 
     def to_wire(self) -> WireValue:
         """`["members", 1, replica, [node, incarnation, status, address, metadata, ...]]`."""
@@ -195,11 +224,14 @@ class MemberTable:
             meta = value_from_wire(expect_dict(metadata, "member metadata"))
             if not all(type(k) is str for k in meta):
                 raise DecodeError("members: metadata keys must be str")
-            out._members[node] = Member(
-                expect_int(incarnation, "incarnation", 0, INT64_MAX),
-                status,
-                expect_str(address, "member address"),
-                meta,
+            out._put(
+                node,
+                Member(
+                    expect_int(incarnation, "incarnation", 0, INT64_MAX),
+                    status,
+                    expect_str(address, "member address"),
+                    meta,
+                ),
             )
         return out
 
@@ -208,6 +240,10 @@ class MemberTable:
 
     def __repr__(self) -> str:
         return f"MemberTable({self.value!r})"
+
+
+def _digest_entry(member: Member) -> list[int]:
+    return [member.incarnation, STATUS_RANK[member.status], member.details_crc()]
 
 
 def _incarnation(incarnation: int) -> int:

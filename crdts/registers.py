@@ -110,6 +110,10 @@ class LWWRegister:
                 return LWWRegister(self.replica)
         return self.copy()
 
+    def split(self, max_entries: int) -> list[LWWRegister]:
+        """A register is one entry: itself."""
+        return [self.copy()]
+
     def to_wire(self) -> WireValue:
         """`["lwwregister", 1, replica, value, timestamp|None, writer]`."""
         ts = None if self._ts is None else self._ts.to_wire()
@@ -201,6 +205,10 @@ class MVRegister:
         delta._context = context_for_delta(self._context, self._entries, seen)
         return delta
 
+    def split(self, max_entries: int) -> list[MVRegister]:
+        """A register holds few concurrent values: itself."""
+        return [self.copy()]
+
     def to_wire(self) -> WireValue:
         """`["mvregister", 1, replica, context, [replica, n, value, ...]]`."""
         flat = entries_to_wire(self._entries, key_to_wire)
@@ -225,4 +233,3 @@ class MVRegister:
 
     def __repr__(self) -> str:
         return f"MVRegister({set(self.value)!r})"
-

@@ -22,6 +22,7 @@ from crdts.dots import (
     entries_from_wire,
     entries_to_wire,
     join_dots,
+    split_entries,
 )
 
 
@@ -134,6 +135,26 @@ class AWORSet:
                 delta._elements.setdefault(element, set()).add(dot)
         delta._context = context_for_delta(self._context, self._dots, seen)
         return delta
+
+    def split(self, max_entries: int) -> list[AWORSet]:
+        """This delta as pieces of at most `max_entries` adds, then one piece of removals.
+
+        Each add piece carries only its own dots and the last piece only dots with no entry
+        (seen removed), so the pieces are safe to merge in any order, or partly.
+        """
+        pieces = []
+        for chunk in split_entries(self._dots, max_entries):
+            piece = AWORSet(self.replica)
+            piece._dots = chunk
+            for dot, element in chunk.items():
+                piece._elements.setdefault(element, set()).add(dot)
+            piece._context = DotContext.of(chunk)
+            pieces.append(piece)
+        rest = AWORSet(self.replica)
+        rest._context = self._context.without(self._dots)
+        if rest._context or not pieces:
+            pieces.append(rest)
+        return pieces
 
     def to_wire(self) -> WireValue:
         """`["aworset", 1, replica, context, [replica, n, element, ...]]`."""

@@ -137,4 +137,3 @@ class YDoc:
 
     def __repr__(self) -> str:
         return f"YDoc({self.replica!r}, state={self.digest().hex()})"
-

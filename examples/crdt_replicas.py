@@ -59,9 +59,7 @@ def main() -> int:
         for n in names:
             replicas[kind][n].merge(delta)  # type: ignore[attr-defined]
 
-    agreed = all(
-        replicas[kind][n] == replicas[kind][names[0]] for kind in replicas for n in names
-    )
+    agreed = all(replicas[kind][n] == replicas[kind][names[0]] for kind in replicas for n in names)
     for n in names:
         print(
             f"   {n}: visits={visits[n].value:3d} online={sorted(online[n].value)} "

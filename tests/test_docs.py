@@ -42,7 +42,10 @@ def test_crdt_benchmark_runs() -> None:
     """bench/crdts.py --quick prints its full table (speed targets live in the bench, not here)."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "crdts.py"), "--quick"],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) >= 14, result.stdout

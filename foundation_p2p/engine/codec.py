@@ -1,0 +1,210 @@
+"""The one codec: messages <-> msgpack bytes, with a protocol version. Bad bytes raise
+RemoteProtocolError and never anything else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from crdts.base import INT64_MAX
+from foundation_p2p.engine.errors import RemoteProtocolError
+from foundation_p2p.engine.messages import (
+    Ack,
+    Gossip,
+    Message,
+    Ping,
+    PingReq,
+    PushAck,
+    ReplicaDelta,
+    ReplicaDigest,
+    Rumour,
+    SyncDelta,
+    SyncDigest,
+)
+
+PROTOCOL_VERSION = 1
+STATUSES = ("alive", "suspect", "dead", "left")
+
+_CODES: dict[type, int] = {
+    Ping: 1,
+    Ack: 2,
+    PingReq: 3,
+    SyncDigest: 4,
+    SyncDelta: 5,
+    PushAck: 6,
+    Gossip: 7,
+}
+
+
+def encode(message: Message) -> bytes:
+    """The msgpack body of a message: [version, type code, *fields]."""
+    code = _CODES[type(message)]
+    if isinstance(message, Ping | PingReq):
+        fields: list[Any] = [message.seq, message.target, _rumours_out(message.rumours)]
+    elif isinstance(message, Ack):
+        fields = [message.seq, _rumours_out(message.rumours)]
+    elif isinstance(message, SyncDigest):
+        digests = [[d.name, d.tag, d.digest] for d in message.digests]
+        fields = [message.sent_ms, digests, message.reply, _rumours_out(message.rumours)]
+    elif isinstance(message, SyncDelta):
+        deltas = [[d.name, d.tag, d.payload] for d in message.deltas]
+        fields = [
+            message.sent_ms,
+            deltas,
+            message.origin,
+            message.seq,
+            message.hops,
+            _rumours_out(message.rumours),
+        ]
+    elif isinstance(message, Gossip):
+        fields = [_rumours_out(message.rumours)]
+    else:
+        fields = [message.origin, message.seq]
+    return bytes(msgpack.packb([PROTOCOL_VERSION, code, *fields], use_bin_type=True))
+
+
+def decode(body: bytes) -> Message:
+    """Parse a body made by encode(); RemoteProtocolError for anything else."""
+    try:
+        obj = msgpack.unpackb(body, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types for bad bytes
+        raise RemoteProtocolError("malformed", f"not msgpack: {exc}") from None
+    if not isinstance(obj, list) or len(obj) < 2:
+        raise RemoteProtocolError("malformed", "a message is [version, type, ...]")
+    version, code, *fields = obj
+    if version != PROTOCOL_VERSION or type(version) is not int:
+        raise RemoteProtocolError(
+            "version", f"peer speaks protocol {version!r}, we speak {PROTOCOL_VERSION}"
+        )
+    parse = _PARSERS.get(code) if type(code) is int else None
+    if parse is None:
+        raise RemoteProtocolError("unknown_type", f"unknown message type {code!r}")
+    try:
+        return parse(fields)
+    except RemoteProtocolError:
+        raise
+    except (TypeError, ValueError, LookupError) as exc:
+        raise RemoteProtocolError("malformed", f"{type(exc).__name__}: {exc}") from None
+
+
+# --- parsing helpers -----------------------------------------------------------------------
+
+
+def _fields(fields: list[Any], count: int, what: str) -> list[Any]:
+    if len(fields) != count:
+        raise RemoteProtocolError(
+            "malformed", f"{what}: expected {count} fields, got {len(fields)}"
+        )
+    return fields
+
+
+def _int(value: Any, what: str, low: int = 0, high: int = INT64_MAX) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise RemoteProtocolError("malformed", f"{what}: expected an int in [{low}, {high}]")
+    return value
+
+
+def _str(value: Any, what: str, empty: bool = False) -> str:
+    if type(value) is not str or (not empty and not value):
+        raise RemoteProtocolError("malformed", f"{what}: expected a non-empty str")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if type(value) is not list:
+        raise RemoteProtocolError("malformed", f"{what}: expected a list")
+    return value
+
+
+def _rumours_out(rumours: tuple[Rumour, ...]) -> list[Any]:
+    return [[r.node, r.incarnation, r.status, r.address, dict(r.metadata), r.by] for r in rumours]
+
+
+def _rumours_in(value: Any) -> tuple[Rumour, ...]:
+    out = []
+    for item in _list(value, "rumours"):
+        node, incarnation, status, address, metadata, by = _fields(
+            _list(item, "rumour"), 6, "rumour"
+        )
+        if status not in STATUSES:
+            raise RemoteProtocolError("malformed", f"rumour: unknown status {status!r}")
+        if type(metadata) is not dict or not all(type(k) is str for k in metadata):
+            raise RemoteProtocolError("malformed", "rumour: metadata must be a str-keyed map")
+        out.append(
+            Rumour(
+                _str(node, "rumour node"),
+                _int(incarnation, "rumour incarnation"),
+                status,
+                _str(address, "rumour address", empty=True),
+                metadata,
+                _str(by, "rumour accuser", empty=True),
+            )
+        )
+    return tuple(out)
+
+
+def _ping(fields: list[Any]) -> Ping:
+    seq, target, rumours = _fields(fields, 3, "ping")
+    return Ping(_int(seq, "seq"), _str(target, "ping target"), _rumours_in(rumours))
+
+
+def _ack(fields: list[Any]) -> Ack:
+    seq, rumours = _fields(fields, 2, "ack")
+    return Ack(_int(seq, "seq"), _rumours_in(rumours))
+
+
+def _ping_req(fields: list[Any]) -> PingReq:
+    seq, target, rumours = _fields(fields, 3, "ping-req")
+    return PingReq(_int(seq, "seq"), _str(target, "ping-req target"), _rumours_in(rumours))
+
+
+def _sync_digest(fields: list[Any]) -> SyncDigest:
+    sent_ms, digests, reply, rumours = _fields(fields, 4, "sync-digest")
+    items = []
+    for item in _list(digests, "digests"):
+        name, tag, digest = _fields(_list(item, "digest"), 3, "digest")
+        items.append(ReplicaDigest(_str(name, "replica name"), _str(tag, "replica type"), digest))
+    if type(reply) is not bool:
+        raise RemoteProtocolError("malformed", "sync-digest: reply must be a bool")
+    return SyncDigest(_int(sent_ms, "sent_ms"), tuple(items), reply, _rumours_in(rumours))
+
+
+def _sync_delta(fields: list[Any]) -> SyncDelta:
+    sent_ms, deltas, origin, seq, hops, rumours = _fields(fields, 6, "sync-delta")
+    items = []
+    for item in _list(deltas, "deltas"):
+        name, tag, payload = _fields(_list(item, "delta"), 3, "delta")
+        if type(payload) is not bytes:
+            raise RemoteProtocolError("malformed", "delta payload must be bytes")
+        items.append(ReplicaDelta(_str(name, "replica name"), _str(tag, "replica type"), payload))
+    return SyncDelta(
+        _int(sent_ms, "sent_ms"),
+        tuple(items),
+        _str(origin, "push origin", empty=True),
+        _int(seq, "push seq"),
+        _int(hops, "push hops", 0, 255),
+        _rumours_in(rumours),
+    )
+
+
+def _push_ack(fields: list[Any]) -> PushAck:
+    origin, seq = _fields(fields, 2, "push-ack")
+    return PushAck(_str(origin, "push-ack origin"), _int(seq, "push-ack seq"))
+
+
+def _gossip(fields: list[Any]) -> Gossip:
+    (rumours,) = _fields(fields, 1, "gossip")
+    return Gossip(_rumours_in(rumours))
+
+
+_PARSERS: dict[int, Callable[[list[Any]], Message]] = {
+    1: _ping,
+    2: _ack,
+    3: _ping_req,
+    4: _sync_digest,
+    5: _sync_delta,
+    6: _push_ack,
+    7: _gossip,
+}

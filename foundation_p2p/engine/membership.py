@@ -1,0 +1,473 @@
+"""SWIM membership with Lifeguard refinements, as a sans-IO state machine.
+
+Rules of this file: everything that changes what we believe about a member lives here; it
+reads no clock (every call takes `now`), draws randomness only from the engine's rng, and
+touches no socket (it queues Sends in the Outbox).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from crdts import Member, MemberTable
+from foundation_p2p.config import Config
+from foundation_p2p.engine.errors import RemoteProtocolError
+from foundation_p2p.engine.events import (
+    MemberDown,
+    MemberLeft,
+    MemberSuspect,
+    MemberUp,
+    Outbox,
+)
+from foundation_p2p.engine.messages import Ack, Gossip, Message, Ping, PingReq, Rumour
+from foundation_p2p.engine.rumours import RumourQueue
+from foundation_p2p.engine.suspicion import Suspicion
+
+LIVE = ("alive", "suspect")
+
+
+@dataclass(slots=True)
+class _Probe:
+    target: str
+    seq: int
+    direct_deadline: float
+    period_end: float
+    acked: bool = False
+    indirect_sent: bool = False
+
+
+@dataclass(slots=True)
+class _Relay:
+    requester: str
+    requester_seq: int
+    expires: float
+
+
+@dataclass(slots=True)
+class _Retry:
+    since: float
+    next_at: float
+    interval: float
+
+
+class Membership:
+    """Who is in the cluster and in what state, kept by probing and rumour."""
+
+    def __init__(
+        self,
+        node_id: str,
+        address: str,
+        metadata: Mapping[str, Any],
+        config: Config,
+        rng: random.Random,
+        outbox: Outbox,
+        counters: Counter[str],
+        on_refused: Callable[[str, RemoteProtocolError], None],
+    ) -> None:
+        self.node_id = node_id
+        self.address = address
+        self.config = config
+        self.rng = rng
+        self.outbox = outbox
+        self.counters = counters
+        self.on_refused = on_refused
+        self.incarnation = 0
+        self.table = MemberTable(node_id)
+        self.table.alive(node_id, 0, address, dict(metadata))
+        self.rumours = RumourQueue()
+        self.health = 0  # Lifeguard local health multiplier: 0 is healthy
+        self.version = 0  # bumped on every change to the table
+        self.leaving = False
+        self._seq = 0
+        self._probe: _Probe | None = None
+        self._next_probe_at: float | None = None
+        self._next_gossip_at: float | None = None
+        self._order: list[str] = []
+        self._relays: dict[int, _Relay] = {}
+        self._suspicions: dict[str, Suspicion] = {}
+        self._retries: dict[str, _Retry] = {}
+        self._gone_since: dict[str, float] = {}  # left members, for tombstone expiry
+        self._forgotten: dict[str, int] = {}  # node -> incarnation we stopped tracking at
+        self.retry_due: list[str] = []  # dead members whose reconnect attempt is due
+        self._queue_self()
+
+    # --- views --------------------------------------------------------------------------
+
+    def status(self, node: str) -> str | None:
+        """The status of `node`, or None if unknown."""
+        member = self.table.get(node)
+        return member.status if member else None
+
+    def peers(self, statuses: tuple[str, ...] = LIVE) -> list[str]:
+        """Other members in the given states, in a stable order."""
+        return sorted(
+            node for node, m in self.table.items() if node != self.node_id and m.status in statuses
+        )
+
+    def cluster_size(self) -> int:
+        """Members believed live, ourselves included."""
+        return 1 + len(self.peers())
+
+    def address_of(self, node: str) -> str | None:
+        """The advertised address of `node`."""
+        member = self.table.get(node)
+        return member.address if member else None
+
+    def take_rumours(self) -> tuple[Rumour, ...]:
+        """Rumours to piggyback on the next message."""
+        limit = self.config.retransmit_limit(self.cluster_size())
+        return self.rumours.take(self.config.max_rumours_per_message, limit)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time tick() has work to do."""
+        times: list[float] = []
+        if self._next_probe_at is not None:
+            times.append(self._next_probe_at)
+        if self._probe is not None:
+            times.append(self._probe.period_end)
+            if not self._probe.acked and not self._probe.indirect_sent:
+                times.append(self._probe.direct_deadline)
+        if self._next_gossip_at is not None and len(self.rumours):
+            times.append(self._next_gossip_at)
+        times.extend(s.deadline() for s in self._suspicions.values())
+        times.extend(r.next_at for r in self._retries.values())
+        return min(times) if times else None
+
+    # --- timers -------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Run every timer that is due at `now`."""
+        if self.leaving:
+            return
+        self._tick_probe(now)
+        self._tick_suspicions(now)
+        self._tick_gossip(now)
+        self._tick_retries(now)
+        self._tick_garbage(now)
+        for seq in [s for s, r in self._relays.items() if r.expires <= now]:
+            del self._relays[seq]
+
+    def _scaled(self, seconds: float) -> float:
+        return seconds * (self.health + 1)
+
+    def _tick_probe(self, now: float) -> None:
+        probe = self._probe
+        if probe is not None:
+            if not probe.acked and not probe.indirect_sent and now >= probe.direct_deadline:
+                self._send_indirect(probe)
+            if now >= probe.period_end:
+                if not probe.acked:
+                    self._adjust_health(+1)
+                    self.counters["probe.failed"] += 1
+                    self._suspect(now, probe.target, self.node_id)
+                self._probe = None
+        if self._next_probe_at is None:
+            self._next_probe_at = now + self.rng.uniform(0, self.config.probe_interval)
+        if now >= self._next_probe_at and self._probe is None:
+            self._start_probe(now)
+
+    def _start_probe(self, now: float) -> None:
+        target = self._next_target()
+        interval = self._scaled(self.config.probe_interval)
+        self._next_probe_at = now + interval
+        if target is None:
+            return
+        self._seq += 1
+        self._probe = _Probe(
+            target, self._seq, now + self._scaled(self.config.probe_timeout), now + interval
+        )
+        self.counters["probe.sent"] += 1
+        self.outbox.send(target, Ping(self._seq, target, self.take_rumours()))
+
+    def _next_target(self) -> str | None:
+        while self._order:
+            node = self._order.pop()
+            if self.status(node) in LIVE:
+                return node
+        peers = self.peers()
+        if not peers:
+            return None
+        self.rng.shuffle(peers)
+        self._order = peers
+        return self._order.pop()
+
+    def _send_indirect(self, probe: _Probe) -> None:
+        probe.indirect_sent = True
+        helpers = [p for p in self.peers(("alive",)) if p != probe.target]
+        chosen = self.rng.sample(helpers, min(self.config.indirect_checks, len(helpers)))
+        for helper in chosen:
+            self.outbox.send(helper, PingReq(probe.seq, probe.target, self.take_rumours()))
+
+    def _tick_suspicions(self, now: float) -> None:
+        for node, suspicion in list(self._suspicions.items()):
+            if now >= suspicion.deadline():
+                del self._suspicions[node]
+                member = self.table.get(node)
+                if (
+                    member
+                    and member.status == "suspect"
+                    and member.incarnation == suspicion.incarnation
+                ):
+                    self._record(now, Rumour(node, member.incarnation, "dead", member.address))
+
+    def _tick_gossip(self, now: float) -> None:
+        if self._next_gossip_at is None or now >= self._next_gossip_at:
+            self._next_gossip_at = now + self.config.gossip_interval
+            if not len(self.rumours):
+                return
+            peers = self.peers()
+            for node in self.rng.sample(peers, min(self.config.gossip_nodes, len(peers))):
+                rumours = self.take_rumours()
+                if not rumours:
+                    break
+                self.outbox.send(node, Gossip(rumours))
+
+    def _tick_retries(self, now: float) -> None:
+        for node, retry in list(self._retries.items()):
+            if now - retry.since > self.config.reconnect_window:
+                del self._retries[node]
+                continue
+            if now >= retry.next_at:
+                self.retry_due.append(node)
+                self.counters["reconnect.attempt"] += 1
+                retry.interval = min(retry.interval * 2, self.config.reconnect_max_interval)
+                retry.next_at = now + retry.interval * self.rng.uniform(0.8, 1.2)
+
+    def _tick_garbage(self, now: float) -> None:
+        for node, since in list(self._gone_since.items()):
+            member = self.table.get(node)
+            if member is None or member.status not in ("left", "dead"):
+                del self._gone_since[node]
+                continue
+            window = (
+                self.config.tombstone_ttl
+                if member.status == "left"
+                else self.config.reconnect_window
+            )
+            if now - since > window:
+                del self._gone_since[node]
+                self._forgotten[node] = member.incarnation
+                self.table.forget(node)
+                self.version += 1
+                self._retries.pop(node, None)
+
+    # --- messages -----------------------------------------------------------------------
+
+    def receive(self, now: float, src: str, message: Message) -> None:
+        """Handle a membership message from `src` (its rumours are applied by the caller)."""
+        if isinstance(message, Ping):
+            if message.target != self.node_id:
+                raise RemoteProtocolError(
+                    "misdirected", f"ping for {message.target!r} reached {self.node_id!r}"
+                )
+            self.outbox.send(src, Ack(message.seq, self.take_rumours()))
+        elif isinstance(message, Ack):
+            self._on_ack(now, src, message)
+        elif isinstance(message, PingReq):
+            if message.target == self.node_id:
+                self.outbox.send(src, Ack(message.seq, self.take_rumours()))
+                return
+            self._seq += 1
+            self._relays[self._seq] = _Relay(
+                src, message.seq, now + self._scaled(self.config.probe_interval)
+            )
+            self.outbox.send(message.target, Ping(self._seq, message.target, self.take_rumours()))
+
+    def _on_ack(self, now: float, src: str, ack: Ack) -> None:
+        relay = self._relays.pop(ack.seq, None)
+        if relay is not None:
+            self.outbox.send(relay.requester, Ack(relay.requester_seq, self.take_rumours()))
+            return
+        probe = self._probe
+        if probe is not None and ack.seq == probe.seq and not probe.acked:
+            probe.acked = True
+            self._adjust_health(-1)
+            self.counters["probe.acked"] += 1
+
+    def heard_from(self, now: float, src: str) -> None:
+        """Any message from `src` proves it is up: a dead member that talks is retried now."""
+        retry = self._retries.get(src)
+        if retry is not None and retry.next_at > now:
+            retry.next_at = now
+
+    # --- rumours ------------------------------------------------------------------------
+
+    def apply_rumours(self, now: float, src: str, rumours: tuple[Rumour, ...]) -> None:
+        """Apply piggybacked news; a bad rumour is refused alone (counted), the rest applied."""
+        for rumour in rumours:
+            try:
+                self.apply(now, src, rumour)
+            except RemoteProtocolError as exc:
+                self.on_refused(src, exc)
+
+    def apply_table(self, now: float, src: str, table: MemberTable) -> None:
+        """Apply a member-table delta from anti-entropy, entry by entry, as rumours."""
+        self.apply_rumours(
+            now,
+            src,
+            tuple(
+                Rumour(node, m.incarnation, m.status, m.address, dict(m.metadata))
+                for node, m in table.items()
+            ),
+        )
+
+    def apply(self, now: float, src: str, rumour: Rumour) -> None:
+        """Merge one piece of news about a member."""
+        current = self.table.get(rumour.node)
+        known = current.incarnation if current else self._forgotten.get(rumour.node, 0)
+        if rumour.incarnation > known + self.config.max_incarnation_jump:
+            raise RemoteProtocolError(
+                "absurd_incarnation",
+                f"{rumour.node!r} at incarnation {rumour.incarnation}, known {known}",
+            )
+        if rumour.node == self.node_id:
+            self._about_me(now, src, rumour)
+            return
+        forgotten = self._forgotten.get(rumour.node)
+        if forgotten is not None:
+            if rumour.incarnation <= forgotten and rumour.status != "alive":
+                return
+            del self._forgotten[rumour.node]
+        if (
+            current is not None
+            and rumour.status == "alive"
+            and current.status in LIVE
+            and current.address
+            and rumour.address != current.address
+        ):
+            raise RemoteProtocolError(
+                "address_conflict",
+                f"{rumour.node!r} claimed at {rumour.address!r}, alive at {current.address!r}",
+            )
+        if rumour.status == "suspect":
+            suspicion = self._suspicions.get(rumour.node)
+            if (
+                suspicion is not None
+                and current is not None
+                and current.status == "suspect"
+                and current.incarnation == rumour.incarnation
+                and rumour.by
+                and suspicion.confirm(rumour.by)
+            ):
+                self.counters["suspicion.confirmed"] += 1
+        self._record(now, rumour)
+
+    def _about_me(self, now: float, src: str, rumour: Rumour) -> None:
+        mine = self.table.get(self.node_id)
+        if self.leaving:
+            return
+        if rumour.status == "alive":
+            if rumour.incarnation < self.incarnation:
+                return
+            if (
+                mine is not None
+                and rumour.incarnation == self.incarnation
+                and rumour.address == mine.address
+                and dict(rumour.metadata) == dict(mine.metadata)
+            ):
+                return  # our own news, echoed back
+            self.counters["conflict.self"] += 1
+        self.refute(rumour.incarnation)
+
+    def refute(self, incarnation: int) -> None:
+        """Raise our incarnation above `incarnation` and announce that we are alive."""
+        if incarnation < self.incarnation and self.status(self.node_id) == "alive":
+            return
+        self.incarnation = max(self.incarnation, incarnation) + 1
+        self._adjust_health(+1)
+        self.counters["refuted"] += 1
+        mine = self.table.get(self.node_id)
+        address = mine.address if mine else self.address
+        metadata = dict(mine.metadata) if mine else {}
+        self.table.alive(self.node_id, self.incarnation, address, metadata)
+        self.version += 1
+        self._queue_self()
+
+    def _queue_self(self) -> None:
+        mine = self.table.get(self.node_id)
+        assert mine is not None
+        self.rumours.push(
+            Rumour(self.node_id, mine.incarnation, mine.status, mine.address, dict(mine.metadata))
+        )
+
+    def _suspect(self, now: float, node: str, accuser: str) -> None:
+        member = self.table.get(node)
+        if member is None or member.status != "alive":
+            return
+        self._record(
+            now,
+            Rumour(node, member.incarnation, "suspect", member.address, member.metadata, accuser),
+        )
+
+    def _record(self, now: float, rumour: Rumour) -> None:
+        """Merge news into the table; on a change, emit the event and spread the news."""
+        before = self.table.get(rumour.node)
+        address = rumour.address or (before.address if before else "")
+        metadata = rumour.metadata if rumour.metadata or before is None else before.metadata
+        claim = Member(rumour.incarnation, rumour.status, address, dict(metadata))  # type: ignore[arg-type]
+        if not self.table.claim(rumour.node, claim):
+            return
+        self.version += 1
+        self.rumours.push(
+            Rumour(rumour.node, claim.incarnation, claim.status, address, dict(metadata), rumour.by)
+        )
+        if before is None or before.status != claim.status:
+            self._status_changed(now, rumour.node, claim, rumour.by)
+
+    def _status_changed(self, now: float, node: str, member: Member, accuser: str) -> None:
+        status = member.status
+        if status != "suspect":
+            self._suspicions.pop(node, None)
+        if status == "alive":
+            self._gone_since.pop(node, None)
+            self._retries.pop(node, None)
+            self.outbox.emit(MemberUp(node, member.address))
+        elif status == "suspect":
+            minimum, maximum = self.config.suspicion_timeouts(self.cluster_size())
+            expected = max(0, self.config.suspicion_mult - 2)
+            suspicion = Suspicion(member.incarnation, now, minimum, maximum, expected)
+            suspicion.confirm(accuser or self.node_id)
+            self._suspicions[node] = suspicion
+            self.outbox.emit(MemberSuspect(node))
+        elif status == "dead":
+            self._gone_since[node] = now
+            self._retries[node] = _Retry(
+                now, now + self.config.reconnect_interval, self.config.reconnect_interval
+            )
+            self.outbox.emit(MemberDown(node))
+        else:
+            self._gone_since[node] = now
+            self._retries.pop(node, None)
+            self.outbox.emit(MemberLeft(node))
+
+    def _adjust_health(self, delta: int) -> None:
+        limit = self.config.awareness_max_multiplier - 1
+        self.health = min(limit, max(0, self.health + delta))
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def add_candidate(self, now: float, node: str, address: str) -> None:
+        """A peer we were told about (seed, discovery): track it until it speaks for itself."""
+        if node == self.node_id:
+            return
+        member = self.table.get(node)
+        if member is None:
+            self._forgotten.pop(node, None)
+            self._record(now, Rumour(node, 0, "alive", address))
+        elif member.status == "dead":
+            retry = self._retries.get(node)
+            if retry is not None:
+                retry.next_at = now
+
+    def leave(self) -> None:
+        """Announce a graceful departure; stop probing."""
+        self.incarnation += 1
+        self.table.left(self.node_id, self.incarnation)
+        self.version += 1
+        self._queue_self()
+        self.leaving = True
+        self._probe = None

@@ -1,0 +1,108 @@
+"""Wire messages: frozen, slotted dataclasses. The codec turns them into msgpack and back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Rumour:
+    """News about one member, piggybacked on other messages (a MemberTable delta entry)."""
+
+    node: str
+    incarnation: int
+    status: str
+    address: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    by: str = ""
+    """Who raised a suspicion (Lifeguard counts independent accusers); empty otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """A direct probe; `target` is who the prober believes it is talking to."""
+
+    seq: int
+    target: str
+    rumours: tuple[Rumour, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The answer to a Ping (or a relayed answer to a PingReq)."""
+
+    seq: int
+    rumours: tuple[Rumour, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PingReq:
+    """Ask the recipient to probe `target` for us and relay the Ack under our `seq`."""
+
+    seq: int
+    target: str
+    rumours: tuple[Rumour, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaDigest:
+    """What a node has of one replica: its type tag and the type's digest (wire primitives)."""
+
+    name: str
+    tag: str
+    digest: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaDelta:
+    """A delta of one replica: its type tag and the encoded delta (msgpack, or a Yjs update)."""
+
+    name: str
+    tag: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDigest:
+    """Anti-entropy: my digests; send me the deltas I lack (and, if `reply`, your digests)."""
+
+    sent_ms: int
+    digests: tuple[ReplicaDigest, ...]
+    reply: bool = True
+    rumours: tuple[Rumour, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDelta:
+    """Deltas, either answering a SyncDigest or pushed eagerly after local writes.
+
+    A push has `origin` and `seq` (unique per batch) and `hops` left for relaying; an
+    anti-entropy reply has origin "" and hops 0.
+    """
+
+    sent_ms: int
+    deltas: tuple[ReplicaDelta, ...]
+    origin: str = ""
+    seq: int = 0
+    hops: int = 0
+    rumours: tuple[Rumour, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Gossip:
+    """Rumours alone, sent every gossip interval to a few random members."""
+
+    rumours: tuple[Rumour, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PushAck:
+    """Acknowledges push batch (origin, seq): the sender has merged it."""
+
+    origin: str
+    seq: int
+
+
+Message = Ping | Ack | PingReq | SyncDigest | SyncDelta | PushAck | Gossip

@@ -1,0 +1,461 @@
+"""Replication of named CRDT replicas: eager push of local deltas and push-pull anti-entropy.
+
+Rules of this file: it reads no clock and no global random source, and sends nothing itself;
+it queues Sends in the Outbox. Anti-entropy starts with a hash of each replica's digest, so a
+converged pair exchanges one small message per round; only replicas whose hashes differ
+exchange full digests and then exactly the deltas each side lacks, chunked and budgeted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import msgpack
+from pycrdt import merge_updates
+
+from crdts import (
+    EMPTY_UPDATE,
+    HLC,
+    AWORSet,
+    ClockDriftError,
+    DecodeError,
+    GCounter,
+    LWWMap,
+    LWWRegister,
+    MemberTable,
+    MVRegister,
+    ORMap,
+    PNCounter,
+    Timestamp,
+    YDoc,
+)
+from foundation_p2p.config import Config
+from foundation_p2p.engine.errors import LocalProtocolError, RemoteProtocolError
+from foundation_p2p.engine.events import Outbox, PushAcked, ReplicaChanged
+from foundation_p2p.engine.membership import Membership
+from foundation_p2p.engine.messages import (
+    PushAck,
+    ReplicaDelta,
+    ReplicaDigest,
+    SyncDelta,
+    SyncDigest,
+)
+
+MEMBERS = "sys/members"
+SUMMARY_TAG_SUFFIX = "#"  # a ReplicaDigest whose tag ends with this carries a digest hash
+REPLICA_TYPES: dict[str, type[Any]] = {
+    cls.TAG: cls
+    for cls in (GCounter, PNCounter, LWWRegister, MVRegister, AWORSet, ORMap, LWWMap, YDoc)
+}
+EMPTY_DIGEST: dict[str, Any] = {
+    "gcounter": {},
+    "pncounter": [{}, {}],
+    "lwwregister": None,
+    "mvregister": {},
+    "aworset": {},
+    "ormap": {},
+    "lwwmap": {},
+    "members": {},
+    "ydoc": b"\x00",
+}
+_SEEN_PUSHES = 8192
+
+
+def tag_of(replica: Any) -> str:
+    """The wire tag of a replica's type."""
+    return str(replica.TAG)
+
+
+def encode_delta(delta: Any) -> bytes:
+    """A delta as payload bytes: a Yjs update as is, any other CRDT as msgpack of to_wire()."""
+    if isinstance(delta, bytes):
+        return delta
+    return bytes(msgpack.packb(delta.to_wire(), use_bin_type=True))
+
+
+def decode_delta(tag: str, payload: bytes) -> Any:
+    """Inverse of encode_delta; DecodeError on a bad payload."""
+    if tag == YDoc.TAG:
+        return payload
+    cls = MemberTable if tag == MemberTable.TAG else REPLICA_TYPES[tag]
+    try:
+        obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types for bad bytes
+        raise DecodeError(f"delta payload is not msgpack: {exc}") from None
+    return cls.from_wire(obj)
+
+
+def is_empty(tag: str, delta: Any) -> bool:
+    """Whether a delta carries nothing."""
+    if tag == YDoc.TAG:
+        return bool(delta == EMPTY_UPDATE)
+    return bool(delta.digest() == EMPTY_DIGEST[tag])
+
+
+def split(tag: str, delta: Any, max_entries: int) -> list[Any]:
+    """A delta in pieces that are each safe to merge alone (a Yjs update stays whole)."""
+    if tag == YDoc.TAG:
+        return [delta]
+    return list(delta.split(max_entries))
+
+
+class Replication:
+    """The replicas of one node and the protocol that keeps them equal across the cluster."""
+
+    def __init__(
+        self,
+        node_id: str,
+        config: Config,
+        rng: random.Random,
+        outbox: Outbox,
+        counters: Counter[str],
+        membership: Membership,
+        clock: HLC,
+        on_refused: Callable[[str, RemoteProtocolError], None],
+    ) -> None:
+        self.node_id = node_id
+        self.config = config
+        self.rng = rng
+        self.outbox = outbox
+        self.counters = counters
+        self.membership = membership
+        self.clock = clock
+        self.on_refused = on_refused
+        self.replicas: dict[str, Any] = {}
+        self._summaries: dict[str, bytes] = {}
+        self._members_summary: tuple[int, bytes] | None = None
+        self._pending: dict[str, Any] = {}
+        self._flush_at: float | None = None
+        self._next_anti_entropy_at: float | None = None
+        self._push_seq = 0
+        self._seen_pushes: OrderedDict[tuple[str, int], None] = OrderedDict()
+
+    # --- replicas -----------------------------------------------------------------------
+
+    def replica(self, name: str, cls: type[Any], **options: Any) -> Any:
+        """The replica `name`, created empty as a `cls` if new; LocalProtocolError on a clash."""
+        if name == MEMBERS:
+            raise LocalProtocolError(f"{MEMBERS!r} is the membership table; it is read-only")
+        existing = self.replicas.get(name)
+        if existing is not None:
+            same_type = type(existing) is cls
+            if cls is ORMap and same_type and "value_type" in options:
+                same_type = existing.value_type is options["value_type"]
+            if not same_type:
+                raise LocalProtocolError(
+                    f"replica {name!r} is a {_describe(existing)}, not a {cls.__name__}"
+                )
+            return existing
+        if getattr(cls, "TAG", None) not in REPLICA_TYPES:
+            raise LocalProtocolError(f"{cls!r} is not a replicable CRDT type")
+        created = cls(self.node_id, **options)
+        self.replicas[name] = created
+        return created
+
+    def local_write(self, now: float, name: str, delta: Any) -> None:
+        """Queue a delta already applied to replica `name` for the eager push."""
+        replica = self.replicas.get(name)
+        if replica is None:
+            raise LocalProtocolError(f"no replica named {name!r}")
+        tag = tag_of(replica)
+        self._summaries.pop(name, None)
+        self.outbox.emit(ReplicaChanged(name, "local"))
+        pending = self._pending.get(name)
+        if pending is None:
+            self._pending[name] = delta if tag == YDoc.TAG else delta.copy()
+        elif tag == YDoc.TAG:
+            self._pending[name] = bytes(merge_updates(pending, delta))
+        else:
+            pending.merge(delta)
+        if self._flush_at is None:
+            self._flush_at = now + self.config.push_delay
+
+    # --- timers -------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """The earliest time tick() has work to do."""
+        times = [t for t in (self._flush_at, self._next_anti_entropy_at) if t is not None]
+        return min(times) if times else None
+
+    def tick(self, now: float) -> None:
+        """Flush pushes, start an anti-entropy round, and retry dead members, when due."""
+        if self._flush_at is not None and now >= self._flush_at:
+            self._flush(now)
+        if self._next_anti_entropy_at is None:
+            self._next_anti_entropy_at = now + self.rng.uniform(
+                0, self.config.anti_entropy_interval
+            )
+        elif now >= self._next_anti_entropy_at:
+            self._next_anti_entropy_at = now + self.config.anti_entropy_interval
+            peers = self.membership.peers(("alive",))
+            if peers:
+                self.start_sync(now, self.rng.choice(peers))
+        due, self.membership.retry_due = self.membership.retry_due, []
+        for node in due:
+            self.start_sync(now, node)
+
+    def start_sync(self, now: float, peer: str) -> None:
+        """Begin a push-pull exchange with `peer` by sending our digest hashes."""
+        self.counters["anti_entropy.rounds"] += 1
+        self.outbox.send(
+            peer,
+            SyncDigest(
+                self._now_ms(now), self._summary_digests(), True, self.membership.take_rumours()
+            ),
+        )
+
+    def _flush(self, now: float) -> None:
+        self._flush_at = None
+        pending, self._pending = self._pending, {}
+        size = self.membership.cluster_size()
+        peers = self.membership.peers(("alive",))
+        if not peers:
+            return
+        small = len(peers) < self.config.fanout_all_below
+        hops = 1 if small else self.config.push_hop_limit(size)
+        targets = peers if small else self.rng.sample(peers, min(self.config.fanout, len(peers)))
+        for deltas in self._chunked(list(pending.items())):
+            self._push_seq += 1
+            self._remember_push((self.node_id, self._push_seq))
+            message = SyncDelta(
+                self._now_ms(now), tuple(deltas), self.node_id, self._push_seq, hops
+            )
+            for peer in targets:
+                self.outbox.send(peer, message)
+            self.counters["push.batches"] += 1
+
+    def _chunked(self, items: Iterable[tuple[str, Any]]) -> Iterator[list[ReplicaDelta]]:
+        """ReplicaDeltas grouped into messages of at most the byte budget each."""
+        batch: list[ReplicaDelta] = []
+        size = 0
+        for name, delta in items:
+            tag = self._tag(name, self._lookup(name))
+            for piece in split(tag, delta, self.config.chunk_entries):
+                payload = encode_delta(piece)
+                if batch and size + len(payload) > self.config.anti_entropy_budget_bytes:
+                    yield batch
+                    batch, size = [], 0
+                batch.append(ReplicaDelta(name, tag, payload))
+                size += len(payload)
+        if batch:
+            yield batch
+
+    # --- digests ------------------------------------------------------------------------
+
+    def _lookup(self, name: str) -> Any:
+        return self.membership.table if name == MEMBERS else self.replicas.get(name)
+
+    def _tag(self, name: str, replica: Any) -> str:
+        return MemberTable.TAG if name == MEMBERS else tag_of(replica)
+
+    def _all(self) -> Iterator[tuple[str, str, Any]]:
+        yield MEMBERS, MemberTable.TAG, self.membership.table
+        for name, replica in self.replicas.items():
+            yield name, tag_of(replica), replica
+
+    def _summary(self, name: str, tag: str, replica: Any) -> bytes:
+        if name == MEMBERS:
+            version = self.membership.version
+            if self._members_summary is None or self._members_summary[0] != version:
+                self._members_summary = (version, _hash(replica.digest()))
+            return self._members_summary[1]
+        summary = self._summaries.get(name)
+        if summary is None:
+            state = replica.full_update() if tag == YDoc.TAG else replica.digest()
+            summary = self._summaries[name] = _hash(state)
+        return summary
+
+    def _summary_digests(self) -> tuple[ReplicaDigest, ...]:
+        return tuple(
+            ReplicaDigest(name, tag + SUMMARY_TAG_SUFFIX, self._summary(name, tag, replica))
+            for name, tag, replica in self._all()
+        )
+
+    # --- messages -----------------------------------------------------------------------
+
+    def receive_digest(self, now: float, src: str, message: SyncDigest) -> None:
+        """Answer a SyncDigest: hashes get full digests back; full digests get deltas."""
+        self._check_clock(now, src, message.sent_ms)
+        theirs = {d.name: d for d in message.digests}
+        summaries = any(d.tag.endswith(SUMMARY_TAG_SUFFIX) for d in message.digests)
+        if summaries:
+            self._answer_summaries(now, src, theirs)
+            return
+        self._refute_if_suspected(theirs.get(MEMBERS))
+        deltas = []
+        mine = []
+        for digest in message.digests:
+            replica = self._lookup(digest.name)
+            if replica is None:
+                if digest.tag in EMPTY_DIGEST:  # we lack it: ask for all of it
+                    mine.append(ReplicaDigest(digest.name, digest.tag, EMPTY_DIGEST[digest.tag]))
+                continue
+            tag = self._tag(digest.name, replica)
+            if digest.tag != tag:
+                self.on_refused(
+                    src,
+                    RemoteProtocolError(
+                        "type_mismatch",
+                        f"replica {digest.name!r} is a {tag} here, {digest.tag} there",
+                    ),
+                )
+                continue
+            mine.append(ReplicaDigest(digest.name, tag, replica.digest()))
+            try:
+                delta = replica.delta_since(digest.digest)
+            except DecodeError as exc:
+                self.on_refused(src, RemoteProtocolError("bad_digest", f"{digest.name!r}: {exc}"))
+                continue
+            if not is_empty(tag, delta):
+                deltas.append((digest.name, delta))
+        for batch in self._chunked(deltas):
+            self.outbox.send(src, SyncDelta(self._now_ms(now), tuple(batch)))
+            break  # one budget per round; the rest follows in the next round
+        if message.reply and mine:
+            self.outbox.send(src, SyncDigest(self._now_ms(now), tuple(mine), False))
+
+    def _answer_summaries(self, now: float, src: str, theirs: dict[str, ReplicaDigest]) -> None:
+        differing = []
+        for name, tag, replica in self._all():
+            summary = theirs.pop(name, None)
+            if summary is None or summary.digest != self._summary(name, tag, replica):
+                differing.append(ReplicaDigest(name, tag, replica.digest()))
+        for name, summary in theirs.items():  # replicas they have and we lack
+            tag = summary.tag.removesuffix(SUMMARY_TAG_SUFFIX)
+            if tag in EMPTY_DIGEST:
+                differing.append(ReplicaDigest(name, tag, EMPTY_DIGEST[tag]))
+        if differing:
+            self.counters["anti_entropy.differing"] += 1
+            self.outbox.send(src, SyncDigest(self._now_ms(now), tuple(differing), True))
+
+    def _refute_if_suspected(self, digest: ReplicaDigest | None) -> None:
+        """A peer that thinks we are suspect, dead or gone learns otherwise from our reply."""
+        if digest is None or not isinstance(digest.digest, dict):
+            return
+        entry = digest.digest.get(self.node_id)
+        if not isinstance(entry, list) or len(entry) != 3 or type(entry[0]) is not int:
+            return
+        incarnation, rank = entry[0], entry[1]
+        mine = self.membership.incarnation
+        if (rank != 0 and incarnation >= mine) or incarnation > mine:
+            if incarnation <= mine + self.config.max_incarnation_jump:
+                self.membership.refute(incarnation)
+
+    def receive_delta(self, now: float, src: str, message: SyncDelta) -> None:
+        """Merge deltas; acknowledge and relay a push we have not seen before."""
+        self._check_clock(now, src, message.sent_ms)
+        if message.origin:
+            key = (message.origin, message.seq)
+            if key in self._seen_pushes:
+                self.counters["push.duplicates"] += 1
+                return
+            self._remember_push(key)
+            if message.origin != self.node_id:
+                self.outbox.send(message.origin, PushAck(message.origin, message.seq))
+            if message.hops > 1:
+                exclude = {src, message.origin}
+                peers = [p for p in self.membership.peers(("alive",)) if p not in exclude]
+                relay = SyncDelta(
+                    message.sent_ms, message.deltas, message.origin, message.seq, message.hops - 1
+                )
+                for peer in self.rng.sample(peers, min(self.config.fanout, len(peers))):
+                    self.outbox.send(peer, relay)
+        for item in message.deltas:
+            try:
+                self._merge(now, src, item)
+            except RemoteProtocolError as exc:
+                self.on_refused(src, exc)
+
+    def receive_push_ack(self, src: str, message: PushAck) -> None:
+        """Report that `src` has our push batch."""
+        if message.origin == self.node_id:
+            self.outbox.emit(PushAcked(src, message.seq))
+
+    def _merge(self, now: float, src: str, item: ReplicaDelta) -> None:
+        if item.name == MEMBERS:
+            if item.tag != MemberTable.TAG:
+                raise RemoteProtocolError("type_mismatch", f"{MEMBERS} delta tagged {item.tag!r}")
+            try:
+                table = decode_delta(item.tag, item.payload)
+            except DecodeError as exc:
+                raise RemoteProtocolError("bad_delta", f"{item.name!r}: {exc}") from None
+            self.membership.apply_table(now, src, table)
+            return
+        cls = REPLICA_TYPES.get(item.tag)
+        if cls is None:
+            raise RemoteProtocolError("unknown_replica_type", f"{item.name!r} tagged {item.tag!r}")
+        replica = self.replicas.get(item.name)
+        if replica is not None and tag_of(replica) != item.tag:
+            raise RemoteProtocolError(
+                "type_mismatch", f"replica {item.name!r} is a {tag_of(replica)}, got {item.tag}"
+            )
+        try:
+            delta = decode_delta(item.tag, item.payload)
+        except DecodeError as exc:
+            raise RemoteProtocolError("bad_delta", f"{item.name!r}: {exc}") from None
+        if is_empty(item.tag, delta):
+            return
+        if replica is None:
+            replica = self._adopt(item.tag, delta)
+            self.replicas[item.name] = replica
+        else:
+            try:
+                replica.merge(delta)
+            except DecodeError as exc:
+                raise RemoteProtocolError("bad_delta", f"{item.name!r}: {exc}") from None
+            except TypeError as exc:  # e.g. an ORMap of another value type
+                raise RemoteProtocolError("type_mismatch", f"{item.name!r}: {exc}") from None
+        self._summaries.pop(item.name, None)
+        self.counters["replica.merged"] += 1
+        self.outbox.emit(ReplicaChanged(item.name, src))
+
+    def _adopt(self, tag: str, delta: Any) -> Any:
+        if tag == YDoc.TAG:
+            replica = YDoc(self.node_id)
+            try:
+                replica.merge(delta)
+            except DecodeError as exc:
+                raise RemoteProtocolError("bad_delta", str(exc)) from None
+            return replica
+        delta.replica = self.node_id
+        return delta
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _now_ms(self, now: float) -> int:
+        return int(now * 1000)
+
+    def _check_clock(self, now: float, src: str, sent_ms: int) -> None:
+        try:
+            self.clock.observe(Timestamp(sent_ms, 0, src), self._now_ms(now))
+        except ClockDriftError as exc:
+            raise RemoteProtocolError("future_dated", str(exc)) from None
+
+    def _remember_push(self, key: tuple[str, int]) -> None:
+        self._seen_pushes[key] = None
+        if len(self._seen_pushes) > _SEEN_PUSHES:
+            self._seen_pushes.popitem(last=False)
+
+
+def _hash(value: Any) -> bytes:
+    """A 64-bit hash of a digest, the same whatever order its maps were built in."""
+    packed = value if isinstance(value, bytes) else msgpack.packb(_canonical(value))
+    return hashlib.blake2b(packed, digest_size=8).digest()
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return [[k, _canonical(v)] for k, v in sorted(value.items(), key=lambda kv: repr(kv[0]))]
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _describe(replica: Any) -> str:
+    if isinstance(replica, ORMap):
+        return f"ORMap of {replica.value_type.__name__}"
+    return type(replica).__name__

@@ -1,0 +1,41 @@
+"""Lifeguard suspicion timers: start long, shrink as independent members confirm the suspicion."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Suspicion:
+    """One member under suspicion at a given incarnation.
+
+    timeout = max(min, max - (max - min) * log(c + 1) / log(k + 1)), where c counts
+    confirmations from members other than the first accuser and k is how many are expected.
+    """
+
+    incarnation: int
+    started: float
+    minimum: float
+    maximum: float
+    expected: int
+    accusers: set[str] = field(default_factory=set)
+
+    def confirm(self, accuser: str) -> bool:
+        """Count an independent accuser; return whether it was new."""
+        if accuser in self.accusers:
+            return False
+        self.accusers.add(accuser)
+        return True
+
+    def timeout(self) -> float:
+        """The current suspicion timeout in seconds."""
+        confirmations = max(0, len(self.accusers) - 1)
+        if self.expected < 1:
+            return self.minimum
+        fraction = math.log(confirmations + 1) / math.log(self.expected + 1)
+        return max(self.minimum, self.maximum - (self.maximum - self.minimum) * fraction)
+
+    def deadline(self) -> float:
+        """When the member is declared dead unless it refutes."""
+        return self.started + self.timeout()

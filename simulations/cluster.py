@@ -1,0 +1,437 @@
+"""SimCluster: many real Engines on one virtual clock and one modelled network.
+
+Discrete events: a heap of (time, seq, event) and one seeded RNG, so a seed replays exactly.
+Every message is encoded and decoded by the real codec on its way, so byte counts are real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from foundation_p2p.config import Config
+from foundation_p2p.engine import (
+    Engine,
+    Event,
+    MemberDown,
+    MemberSuspect,
+    Output,
+    RemoteProtocolError,
+    Send,
+    decode,
+    encode,
+)
+from foundation_p2p.engine.messages import Message
+from foundation_p2p.services.replicas import ReplicaHandle
+from simulations.network import Dist, Link, Network
+
+_TICK, _DELIVER, _CALL = 0, 1, 2
+
+
+@dataclass(slots=True)
+class WriteRecord:
+    """One application write made through a replica handle."""
+
+    time: float
+    node: str
+    replica: str
+    delta: Any
+
+
+@dataclass(slots=True)
+class TimelinePoint:
+    """How converged the cluster was at one instant."""
+
+    time: float
+    members_agreeing: float
+    replicas_equal: float
+    faulty: bool
+
+
+@dataclass(slots=True)
+class _NodeStats:
+    sent: int = 0
+    received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    dropped: int = 0
+
+
+class SimNode:
+    """One simulated node: a real Engine, up or crashed, with the application's handles."""
+
+    def __init__(self, cluster: SimCluster, node_id: str) -> None:
+        self.cluster = cluster
+        self.node_id = node_id
+        self.engine = cluster._new_engine(node_id)
+        self.up = True
+        self.generation = 0
+        self.tick_at: float | None = None
+        self.events: list[tuple[float, Event]] = []
+        self._handles: dict[str, ReplicaHandle[Any]] = {}
+
+    def replica(self, name: str, cls: type[Any], **options: Any) -> ReplicaHandle[Any]:
+        """A live handle on replica `name`: mutators write locally and replicate."""
+        crdt = self.engine.replica(name, cls, **options)
+        handle = self._handles.get(name)
+        if handle is None or handle.crdt is not crdt:
+            handle = ReplicaHandle(
+                name, crdt, self._write, lambda: self.engine.timestamp(self.cluster.now)
+            )
+            self._handles[name] = handle
+        return handle
+
+    def members(self) -> dict[str, str]:
+        """This node's view: `{node_id: status}`."""
+        return dict(self.engine.members())
+
+    def _write(self, name: str, delta: Any) -> None:
+        if not self.up:
+            raise RuntimeError(f"node {self.node_id} is crashed; it cannot write")
+        self.cluster._record_write(self, name, delta)
+
+    def __repr__(self) -> str:
+        return f"SimNode({self.node_id!r}, {'up' if self.up else 'down'})"
+
+
+class SimCluster:
+    """A deterministic cluster of Engines under a virtual clock, with fault verbs."""
+
+    def __init__(
+        self,
+        nodes: int | Iterable[str] = 3,
+        seed: int = 0,
+        config: Config | None = None,
+        link: Link | None = None,
+        bootstrap: str = "seed",
+        timeline_interval: float | None = None,
+        record_writes: bool = True,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.config = config or Config.simulation()
+        self.network = Network(link or Link(latency=Dist.uniform(0.0005, 0.002)))
+        self.now = 0.0
+        self.record_writes = record_writes
+        self.writes: list[WriteRecord] = []
+        self.crashed_at: dict[str, float] = {}
+        self.detections: dict[str, dict[str, float]] = defaultdict(dict)
+        self.false_downs: list[tuple[float, str, str]] = []
+        self.false_suspicions: list[tuple[float, str, str]] = []
+        self.protocol_errors: Counter[str] = Counter()
+        self.timeline: list[TimelinePoint] = []
+        self._timeline_interval = timeline_interval
+        self._heap: list[tuple[float, int, int, Any]] = []
+        self._seq = 0
+        self._trace = hashlib.blake2b(digest_size=16)
+        self._stats: dict[str, _NodeStats] = defaultdict(_NodeStats)
+        self._fifo: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], list[tuple[str, str, bytes, Message, int]]] = {}
+        ids = [f"n{i}" for i in range(nodes)] if isinstance(nodes, int) else list(nodes)
+        if len(set(ids)) != len(ids) or not ids:
+            raise ValueError("node ids must be unique and at least one")
+        self.nodes: dict[str, SimNode] = {}
+        for node_id in ids:
+            self.nodes[node_id] = SimNode(self, node_id)
+        for node in self.nodes.values():
+            self._schedule_tick(node, 0.0)
+        if bootstrap == "seed":
+            for node_id in ids[1:]:
+                self._process(
+                    self.nodes[node_id], self.nodes[node_id].engine.join(0.0, ids[0], ids[0])
+                )
+        elif bootstrap == "all":
+            for node_id in ids:
+                for other in ids:
+                    if other != node_id:
+                        engine = self.nodes[node_id].engine
+                        self._process(self.nodes[node_id], engine.join(0.0, other, other))
+        elif bootstrap != "none":
+            raise ValueError(f"bootstrap must be 'seed', 'all' or 'none', got {bootstrap!r}")
+        if timeline_interval:
+            self.at(0.0, self._sample_timeline)
+
+    # --- nodes ------------------------------------------------------------------------------
+
+    def node(self, node_id: str) -> SimNode:
+        """The node with this id."""
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise KeyError(f"no node {node_id!r}; nodes are {', '.join(self.nodes)}") from None
+
+    def live_nodes(self) -> list[SimNode]:
+        """Nodes that are up."""
+        return [n for n in self.nodes.values() if n.up]
+
+    def _new_engine(self, node_id: str) -> Engine:
+        return Engine(node_id, self.config, random.Random(self.rng.getrandbits(64)), node_id)
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run_for(self, seconds: float) -> None:
+        """Advance virtual time by `seconds`, processing every event due."""
+        self._run_to(self.now + seconds)
+
+    def run_until(
+        self, predicate: Callable[[SimCluster], bool], timeout: float = 60.0, step: float = 0.1
+    ) -> bool:
+        """Run until `predicate(self)` holds (checked every `step`); False after `timeout`."""
+        deadline = self.now + timeout
+        while True:
+            if predicate(self):
+                return True
+            if self.now >= deadline:
+                return False
+            self._run_to(min(deadline, self.now + step))
+
+    def at(self, when: float, action: Callable[[], object]) -> None:
+        """Schedule `action()` at virtual time `when` (for fault schedules)."""
+        self._push(max(when, self.now), _CALL, action)
+
+    def _run_to(self, end: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= end:
+            when, _, kind, payload = heapq.heappop(heap)
+            self.now = max(self.now, when)
+            if kind == _TICK:
+                node, generation = payload
+                if node.up and node.generation == generation and node.tick_at == when:
+                    node.tick_at = None
+                    self._process(node, node.engine.tick(self.now))
+            elif kind == _DELIVER:
+                self._deliver(*payload)
+            else:
+                payload()
+        self.now = max(self.now, end)
+
+    def _push(self, when: float, kind: int, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, kind, payload))
+
+    def _schedule_tick(self, node: SimNode, when: float) -> None:
+        if node.tick_at is None or when < node.tick_at:
+            node.tick_at = when
+            self._push(when, _TICK, (node, node.generation))
+
+    def _process(self, node: SimNode, outputs: list[Output]) -> None:
+        for output in outputs:
+            if isinstance(output, Send):
+                self._send(node.node_id, output.dst, output.message)
+            else:
+                self._observe(node, output)
+        deadline = node.engine.next_deadline()
+        if deadline is not None and node.up:
+            self._schedule_tick(node, max(deadline, self.now))
+
+    def _observe(self, node: SimNode, event: Event) -> None:
+        node.events.append((self.now, event))
+        if isinstance(event, MemberDown):
+            target = self.nodes.get(event.node)
+            if event.node in self.crashed_at and target is not None and not target.up:
+                self.detections[event.node].setdefault(node.node_id, self.now)
+            elif target is not None and target.up and not self.network.faulty:
+                self.false_downs.append((self.now, node.node_id, event.node))
+        elif isinstance(event, MemberSuspect):
+            target = self.nodes.get(event.node)
+            if target is not None and target.up and not self.network.faulty:
+                self.false_suspicions.append((self.now, node.node_id, event.node))
+        elif type(event).__name__ == "ProtocolErrorEvent":
+            self.protocol_errors[event.reason] += 1  # type: ignore[union-attr]
+
+    # --- the network ------------------------------------------------------------------------
+
+    def _send(self, src: str, dst: str, message: Message) -> None:
+        body = encode(message)
+        stats = self._stats[src]
+        stats.sent += 1
+        stats.bytes_sent += len(body)
+        target = self.nodes.get(dst)
+        if target is None or not self.network.reachable(src, dst):
+            stats.dropped += 1
+            return
+        link = self.network.link(src, dst)
+        if link.loss and self.rng.random() < link.loss:
+            stats.dropped += 1
+            return
+        copies = 2 if link.duplicate and self.rng.random() < link.duplicate else 1
+        for _ in range(copies):
+            if self.network.is_held(src, dst):
+                self._held.setdefault((src, dst), []).append(
+                    (src, dst, body, message, target.generation)
+                )
+                continue
+            when = self.now + link.latency.sample(self.rng)
+            if not link.reorder:
+                when = max(when, self._fifo.get((src, dst), 0.0))
+                self._fifo[(src, dst)] = when
+            self._push(when, _DELIVER, (src, dst, body, message, target.generation))
+
+    def _deliver(self, src: str, dst: str, body: bytes, message: Message, generation: int) -> None:
+        node = self.nodes[dst]
+        if not node.up or node.generation != generation:
+            return
+        stats = self._stats[dst]
+        stats.received += 1
+        stats.bytes_received += len(body)
+        self._trace.update(f"{self.now:.9f}|{src}|{dst}|".encode())
+        self._trace.update(body)
+        try:
+            decoded = decode(body)
+        except RemoteProtocolError as exc:  # only a codec bug gets here: it made these bytes
+            self._process(node, node.engine.refuse(src, exc))
+            return
+        self._process(node, node.engine.receive(self.now, src, decoded))
+
+    # --- faults -----------------------------------------------------------------------------
+
+    def partition(self, *groups: Iterable[str]) -> None:
+        """Split the cluster: nodes in different groups cannot reach each other."""
+        self.network.partition([list(g) for g in groups])
+
+    def partition_oneway(self, sources: Iterable[str], destinations: Iterable[str]) -> None:
+        """Cut messages from `sources` to `destinations` only."""
+        self.network.partition_oneway(sources, destinations)
+
+    def heal(self) -> None:
+        """End every partition and one-way cut, and release held links."""
+        self.network.heal()
+        for src, dst in list(self._held):
+            self.release(src, dst)
+
+    def set_link(self, a: str, b: str, both_ways: bool = True, **changes: Any) -> None:
+        """Change latency (a Dist), loss, duplicate or reorder on a link (both ways by default)."""
+        self.network.set_link(a, b, **changes)
+        if both_ways:
+            self.network.set_link(b, a, **changes)
+
+    def set_loss(self, loss: float) -> None:
+        """Packet loss on every link that has not been set individually."""
+        self.network.default = Link(
+            self.network.default.latency,
+            loss,
+            self.network.default.duplicate,
+            self.network.default.reorder,
+        )
+
+    def hold(self, src: str, dst: str) -> None:
+        """Hold messages on src -> dst until release()."""
+        self.network.hold(src, dst)
+
+    def release(self, src: str, dst: str) -> None:
+        """Deliver what was held on src -> dst, and stop holding it."""
+        self.network.release(src, dst)
+        for item in self._held.pop((src, dst), []):
+            link = self.network.link(src, dst)
+            self._push(self.now + link.latency.sample(self.rng), _DELIVER, item)
+
+    def crash(self, node_id: str) -> None:
+        """Stop a node at once: it sends and receives nothing until restart()."""
+        node = self.node(node_id)
+        if not node.up:
+            return
+        node.up = False
+        node.generation += 1
+        node.tick_at = None
+        self.crashed_at[node_id] = self.now
+        self.detections.pop(node_id, None)
+
+    def restart(self, node_id: str, keep_state: bool = False) -> None:
+        """Start a crashed node again, empty or with its replicas (as if persisted), and rejoin."""
+        node = self.node(node_id)
+        if node.up:
+            raise ValueError(f"node {node_id} is up; crash it first")
+        old = node.engine
+        node.engine = self._new_engine(node_id)
+        if keep_state:
+            node.engine.replication.replicas = old.replication.replicas
+            node.engine.membership.incarnation = old.incarnation
+            node.engine.membership.refute(old.incarnation)
+        node._handles.clear()
+        node.up = True
+        node.generation += 1
+        self.crashed_at.pop(node_id, None)
+        self._schedule_tick(node, self.now)
+        peers = [n.node_id for n in self.live_nodes() if n.node_id != node_id]
+        if peers:
+            seed = self.rng.choice(peers)
+            self._process(node, node.engine.join(self.now, seed, seed))
+
+    def leave(self, node_id: str) -> None:
+        """Leave gracefully, then stop the node."""
+        node = self.node(node_id)
+        self._process(node, node.engine.leave(self.now))
+        node.up = False
+        node.generation += 1
+
+    # --- writes and checks ------------------------------------------------------------------
+
+    def _record_write(self, node: SimNode, name: str, delta: Any) -> None:
+        if self.record_writes:
+            copy = delta if isinstance(delta, bytes) else delta.copy()
+            self.writes.append(WriteRecord(self.now, node.node_id, name, copy))
+        self._process(node, node.engine.local_write(name, delta, self.now))
+
+    def converged(self) -> bool:
+        """Every live node's replicas are equal and every live node's membership view agrees."""
+        from simulations.invariants import memberships_agree, replicas_equal
+
+        return not replicas_equal(self) and not memberships_agree(self)
+
+    def trace_digest(self) -> str:
+        """A hash of every delivery so far (time, route, bytes): same seed, same digest."""
+        return self._trace.hexdigest()
+
+    def stats(self) -> dict[str, Any]:
+        """Traffic per node per virtual second, failure-detection latency and false positives."""
+        elapsed = max(self.now, 1e-9)
+        per_node = {
+            node_id: {
+                "messages_per_s": s.sent / elapsed,
+                "bytes_per_s": s.bytes_sent / elapsed,
+                "sent": s.sent,
+                "received": s.received,
+                "dropped": s.dropped,
+            }
+            for node_id, s in sorted(self._stats.items())
+        }
+        total_sent = sum(s.sent for s in self._stats.values())
+        total_bytes = sum(s.bytes_sent for s in self._stats.values())
+        detection = {}
+        for crashed, seen in self.detections.items():
+            if crashed in self.crashed_at and seen:
+                live = [n.node_id for n in self.live_nodes()]
+                start = self.crashed_at[crashed]
+                detection[crashed] = {
+                    "first": min(seen.values()) - start,
+                    "all": max(seen.values()) - start if all(n in seen for n in live) else None,
+                }
+        return {
+            "virtual_seconds": self.now,
+            "nodes": len(self.nodes),
+            "messages": total_sent,
+            "bytes": total_bytes,
+            "messages_per_node_per_s": total_sent / elapsed / max(1, len(self.nodes)),
+            "bytes_per_node_per_s": total_bytes / elapsed / max(1, len(self.nodes)),
+            "per_node": per_node,
+            "detection": detection,
+            "false_downs": len(self.false_downs),
+            "false_suspicions": len(self.false_suspicions),
+            "protocol_errors": dict(self.protocol_errors),
+        }
+
+    def _sample_timeline(self) -> None:
+        from simulations.invariants import agreement_fraction, equality_fraction
+
+        self.timeline.append(
+            TimelinePoint(
+                self.now, agreement_fraction(self), equality_fraction(self), self.network.faulty
+            )
+        )
+        if self._timeline_interval:
+            self.at(self.now + self._timeline_interval, self._sample_timeline)
