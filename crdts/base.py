@@ -7,9 +7,12 @@ applies itself locally and returns a delta that is itself a value of the same ty
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, runtime_checkable
+
+import msgpack
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -42,6 +45,10 @@ class CRDT(Protocol):
 
     def delta_since(self, digest: Any) -> Self:
         """The smallest delta that brings a replica at `digest` up to this one."""
+        ...
+
+    def fingerprint(self) -> bytes:
+        """A short hash of the whole replicated state: equal states, equal fingerprints."""
         ...
 
     def to_wire(self) -> WireValue:
@@ -158,6 +165,24 @@ def value_from_wire(obj: WireValue) -> Any:
         return normalize_value(obj)
     except (TypeError, ValueError, RecursionError) as exc:
         raise DecodeError(f"bad value: {exc}") from exc
+
+
+# --- fingerprints -------------------------------------------------------------------------
+
+
+def fingerprint_of(*parts: WireValue) -> bytes:
+    """A stable 64-bit hash of wire values, whatever order their maps were built in."""
+    packed = msgpack.packb([_canonical(part) for part in parts], use_bin_type=True)
+    return hashlib.blake2b(packed, digest_size=8).digest()
+
+
+def _canonical(value: WireValue) -> WireValue:
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
+        return [[key, _canonical(item)] for key, item in items]
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    return value
 
 
 # --- wire decoding helpers ---------------------------------------------------------------

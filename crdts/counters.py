@@ -14,6 +14,7 @@ from crdts.base import (
     expect_header,
     expect_int,
     expect_str,
+    fingerprint_of,
 )
 
 
@@ -40,11 +41,13 @@ class GCounter:
             raise TypeError(f"amount must be an int, got {type(amount).__name__}")
         if amount < 0:
             raise ValueError(f"a GCounter only grows; got {amount}")
+        delta = GCounter(self.replica)
+        if amount == 0:
+            return delta
         total = self._totals.get(self.replica, 0) + amount
         if total > INT64_MAX:
             raise ValueError(f"replica {self.replica!r} total would exceed 2**63 - 1")
         self._totals[self.replica] = total
-        delta = GCounter(self.replica)
         delta._totals[self.replica] = total
         return delta
 
@@ -81,6 +84,10 @@ class GCounter:
             piece._totals = dict(items[start : start + max_entries])
             pieces.append(piece)
         return pieces or [self.copy()]
+
+    def fingerprint(self) -> bytes:
+        """A hash of the state (here the digest determines the state)."""
+        return fingerprint_of(self.digest())
 
     def to_wire(self) -> WireValue:
         """`["gcounter", 1, replica, {replica: total}]`."""
@@ -176,6 +183,10 @@ class PNCounter:
         """This delta as pieces of at most `max_entries` totals per half."""
         ps, ns = self._p.split(max_entries), self._n.split(max_entries)
         return [self._delta(p=p) for p in ps] + [self._delta(n=n) for n in ns]
+
+    def fingerprint(self) -> bytes:
+        """A hash of the state (here the digest determines the state)."""
+        return fingerprint_of(self.digest())
 
     def to_wire(self) -> WireValue:
         """`["pncounter", 1, replica, {increments}, {decrements}]`."""

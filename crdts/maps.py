@@ -16,6 +16,7 @@ from crdts.base import (
     expect_int,
     expect_list,
     expect_str,
+    fingerprint_of,
     key_from_wire,
     key_to_wire,
     normalize_key,
@@ -202,6 +203,11 @@ class ORMap(Generic[V]):
         if rest._context or not pieces:
             pieces.append(rest)
         return pieces
+
+    def fingerprint(self) -> bytes:
+        """A hash of the state: the context and which of its dots are live (a remove changes
+        only the latter)."""
+        return fingerprint_of(self._context.to_wire(), DotContext.of(self._dots).to_wire())
 
     def to_wire(self) -> WireValue:
         """`["ormap", 1, replica, value_tag, context, [replica, n, [key, nested], ...]]`."""
@@ -428,6 +434,13 @@ class LWWMap:
         if rest._context or not pieces:
             pieces.append(rest)
         return pieces
+
+    def fingerprint(self) -> bytes:
+        """A hash of the state: the context and which of its dots are live (a remove changes
+        only the latter)."""
+        return fingerprint_of(
+            self._context.to_wire(), DotContext.of(e.dot for e in self._entries.values()).to_wire()
+        )
 
     def to_wire(self) -> WireValue:
         """`["lwwmap", 1, replica, context, [key, value, ts, writer, r, n, expires, deleted]*]`."""

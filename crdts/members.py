@@ -24,6 +24,7 @@ from crdts.base import (
     expect_int,
     expect_list,
     expect_str,
+    fingerprint_of,
     normalize_value,
     value_from_wire,
 )
@@ -197,6 +198,10 @@ class MemberTable:
             piece._digest = {node: self._digest[node] for node in piece._members}
             pieces.append(piece)
         return pieces or [self.copy()]
+
+    def fingerprint(self) -> bytes:
+        """A hash of the state (here the digest determines the state)."""
+        return fingerprint_of(self.digest())
 
     def to_wire(self) -> WireValue:
         """`["members", 1, replica, [node, incarnation, status, address, metadata, ...]]`."""

@@ -15,6 +15,7 @@ from crdts.base import (
     expect_header,
     expect_list,
     expect_str,
+    fingerprint_of,
     key_from_wire,
     key_to_wire,
     normalize_key,
@@ -114,6 +115,10 @@ class LWWRegister:
         """A register is one entry: itself."""
         return [self.copy()]
 
+    def fingerprint(self) -> bytes:
+        """A hash of the state (here the digest determines the state)."""
+        return fingerprint_of(self.digest())
+
     def to_wire(self) -> WireValue:
         """`["lwwregister", 1, replica, value, timestamp|None, writer]`."""
         ts = None if self._ts is None else self._ts.to_wire()
@@ -208,6 +213,11 @@ class MVRegister:
     def split(self, max_entries: int) -> list[MVRegister]:
         """A register holds few concurrent values: itself."""
         return [self.copy()]
+
+    def fingerprint(self) -> bytes:
+        """A hash of the state: the context and which of its dots are live (a remove changes
+        only the latter)."""
+        return fingerprint_of(self._context.to_wire(), DotContext.of(self._entries).to_wire())
 
     def to_wire(self) -> WireValue:
         """`["mvregister", 1, replica, context, [replica, n, value, ...]]`."""

@@ -11,6 +11,7 @@ from crdts.base import (
     decoding,
     expect_header,
     expect_str,
+    fingerprint_of,
     key_from_wire,
     key_to_wire,
     normalize_key,
@@ -155,6 +156,11 @@ class AWORSet:
         if rest._context or not pieces:
             pieces.append(rest)
         return pieces
+
+    def fingerprint(self) -> bytes:
+        """A hash of the state: the context and which of its dots are live (a remove changes
+        only the latter)."""
+        return fingerprint_of(self._context.to_wire(), DotContext.of(self._dots).to_wire())
 
     def to_wire(self) -> WireValue:
         """`["aworset", 1, replica, context, [replica, n, element, ...]]`."""

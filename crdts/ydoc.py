@@ -17,6 +17,7 @@ from crdts.base import (
     check_replica,
     expect_header,
     expect_str,
+    fingerprint_of,
 )
 
 EMPTY_UPDATE = b"\x00\x00"
@@ -114,6 +115,10 @@ class YDoc:
             if _is_interrupt(exc):
                 raise
             raise DecodeError(f"ydoc digest: not a valid state vector: {exc}") from None
+
+    def fingerprint(self) -> bytes:
+        """A hash of the whole document (a state vector misses deletions)."""
+        return fingerprint_of(self.full_update())
 
     def to_wire(self) -> WireValue:
         """`["ydoc", 1, replica, full update bytes]`."""

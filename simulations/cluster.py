@@ -41,6 +41,8 @@ class WriteRecord:
     node: str
     replica: str
     delta: Any
+    lost: bool = False
+    """True once every node that held the write restarted empty (never acknowledged durable)."""
 
 
 @dataclass(slots=True)
@@ -347,6 +349,8 @@ class SimCluster:
         if node.up:
             raise ValueError(f"node {node_id} is up; crash it first")
         old = node.engine
+        if not keep_state:
+            self._mark_lost_writes(node_id)
         node.engine = self._new_engine(node_id)
         if keep_state:
             node.engine.replication.replicas = old.replication.replicas
@@ -361,6 +365,13 @@ class SimCluster:
         if peers:
             seed = self.rng.choice(peers)
             self._process(node, node.engine.join(self.now, seed, seed))
+
+    def _mark_lost_writes(self, wiped: str) -> None:
+        """Writes that only the wiped node held are gone with it: the checkers skip them."""
+        holders = [n.engine for n in self.nodes.values() if n.node_id != wiped]
+        for write in self.writes:
+            if not write.lost and not any(_includes(e, write) for e in holders):
+                write.lost = True
 
     def leave(self, node_id: str) -> None:
         """Leave gracefully, then stop the node."""
@@ -435,3 +446,13 @@ class SimCluster:
         )
         if self._timeline_interval:
             self.at(self.now + self._timeline_interval, self._sample_timeline)
+
+
+def _includes(engine: Engine, write: WriteRecord) -> bool:
+    """Whether an engine's replica already contains a write's delta."""
+    replica = engine.replication.replicas.get(write.replica)
+    if replica is None:
+        return False
+    probe = replica.copy()
+    probe.merge(write.delta)
+    return bool(probe == replica)

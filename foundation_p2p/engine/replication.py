@@ -8,7 +8,6 @@ exchange full digests and then exactly the deltas each side lacks, chunked and b
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -118,6 +117,9 @@ class Replication:
         on_refused: Callable[[str, RemoteProtocolError], None],
     ) -> None:
         self.node_id = node_id
+        # Dots and counter entries are written under a per-session replica id, so a node that
+        # restarts without its state can never reuse a dot or a counter slot it wrote before.
+        self.replica_id = f"{node_id}~{rng.getrandbits(32):08x}"
         self.config = config
         self.rng = rng
         self.outbox = outbox
@@ -131,7 +133,7 @@ class Replication:
         self._pending: dict[str, Any] = {}
         self._flush_at: float | None = None
         self._next_anti_entropy_at: float | None = None
-        self._push_seq = 0
+        self._push_seq = rng.getrandbits(40) << 16  # a fresh range per session
         self._seen_pushes: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     # --- replicas -----------------------------------------------------------------------
@@ -152,7 +154,7 @@ class Replication:
             return existing
         if getattr(cls, "TAG", None) not in REPLICA_TYPES:
             raise LocalProtocolError(f"{cls!r} is not a replicable CRDT type")
-        created = cls(self.node_id, **options)
+        created = cls(self.replica_id, **options)
         self.replicas[name] = created
         return created
 
@@ -261,12 +263,11 @@ class Replication:
         if name == MEMBERS:
             version = self.membership.version
             if self._members_summary is None or self._members_summary[0] != version:
-                self._members_summary = (version, _hash(replica.digest()))
+                self._members_summary = (version, replica.fingerprint())
             return self._members_summary[1]
         summary = self._summaries.get(name)
         if summary is None:
-            state = replica.full_update() if tag == YDoc.TAG else replica.digest()
-            summary = self._summaries[name] = _hash(state)
+            summary = self._summaries[name] = replica.fingerprint()
         return summary
 
     def _summary_digests(self) -> tuple[ReplicaDigest, ...]:
@@ -310,7 +311,8 @@ class Replication:
             except DecodeError as exc:
                 self.on_refused(src, RemoteProtocolError("bad_digest", f"{digest.name!r}: {exc}"))
                 continue
-            if not is_empty(tag, delta):
+            # an empty replica is still sent to a peer that lacks it, so both list it
+            if not is_empty(tag, delta) or digest.digest == EMPTY_DIGEST[tag]:
                 deltas.append((digest.name, delta))
         for batch in self._chunked(deltas):
             self.outbox.send(src, SyncDelta(self._now_ms(now), tuple(batch)))
@@ -397,7 +399,7 @@ class Replication:
             delta = decode_delta(item.tag, item.payload)
         except DecodeError as exc:
             raise RemoteProtocolError("bad_delta", f"{item.name!r}: {exc}") from None
-        if is_empty(item.tag, delta):
+        if replica is not None and is_empty(item.tag, delta):
             return
         if replica is None:
             replica = self._adopt(item.tag, delta)
@@ -415,13 +417,13 @@ class Replication:
 
     def _adopt(self, tag: str, delta: Any) -> Any:
         if tag == YDoc.TAG:
-            replica = YDoc(self.node_id)
+            replica = YDoc(self.replica_id)
             try:
                 replica.merge(delta)
             except DecodeError as exc:
                 raise RemoteProtocolError("bad_delta", str(exc)) from None
             return replica
-        delta.replica = self.node_id
+        delta.replica = self.replica_id
         return delta
 
     # --- helpers ------------------------------------------------------------------------
@@ -439,20 +441,6 @@ class Replication:
         self._seen_pushes[key] = None
         if len(self._seen_pushes) > _SEEN_PUSHES:
             self._seen_pushes.popitem(last=False)
-
-
-def _hash(value: Any) -> bytes:
-    """A 64-bit hash of a digest, the same whatever order its maps were built in."""
-    packed = value if isinstance(value, bytes) else msgpack.packb(_canonical(value))
-    return hashlib.blake2b(packed, digest_size=8).digest()
-
-
-def _canonical(value: Any) -> Any:
-    if isinstance(value, dict):
-        return [[k, _canonical(v)] for k, v in sorted(value.items(), key=lambda kv: repr(kv[0]))]
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    return value
 
 
 def _describe(replica: Any) -> str:

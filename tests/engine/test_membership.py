@@ -1,0 +1,169 @@
+"""SWIM with Lifeguard: probe, indirect probe, suspect, refute, dead, leave, rejoin."""
+
+from __future__ import annotations
+
+import pytest
+
+from foundation_p2p.config import Config
+from foundation_p2p.engine import MemberDown, MemberLeft, MemberSuspect, MemberUp
+from foundation_p2p.engine.messages import Ack, Ping, PingReq, Rumour
+from foundation_p2p.engine.rumours import RumourQueue
+from foundation_p2p.engine.suspicion import Suspicion
+
+
+def formed(net, names):
+    """Whether every engine sees every named node alive."""
+    return all(net[name].members().get(other) == "alive" for name in names for other in names)
+
+
+def test_join_through_a_seed_forms_the_cluster(engine_net):
+    net = engine_net(["a", "b", "c", "d"])
+    net.join_all("a")
+    net.flush()
+    net.run(3.0)
+    assert formed(net, "abcd")
+    assert net.events_of("d", MemberUp)  # d learned of the others through the seed
+
+
+def test_probes_are_answered_and_counted(engine_net):
+    net = engine_net(["a", "b"])
+    net.join_all("a")
+    net.run(5.0)
+    assert net["a"].counters["probe.sent"] >= 3
+    assert net["a"].counters["probe.acked"] == net["a"].counters["probe.sent"]
+    assert net["a"].counters["probe.failed"] == 0
+    assert net["a"].membership.health == 0
+
+
+def test_a_silent_member_is_suspected_then_declared_dead(engine_net):
+    config = Config.simulation()
+    net = engine_net(["a", "b", "c"], config)
+    net.join_all("a")
+    net.run(3.0)
+    net.down.add("c")
+    crashed_at = net.now
+    net.run(40.0)
+    assert net["a"].members()["c"] == "dead" and net["b"].members()["c"] == "dead"
+    suspected = [t for t, n, e in net.events if n == "a" and isinstance(e, MemberSuspect)]
+    dead = [t for t, n, e in net.events if n == "a" and isinstance(e, MemberDown)]
+    assert suspected and dead and suspected[0] < dead[0]
+    # Lifeguard bound: never later than the maximum suspicion timeout after a full probe round
+    _, maximum = config.suspicion_timeouts(3)
+    assert dead[0] - crashed_at <= maximum + 3 * config.probe_interval + 1
+
+
+def test_indirect_probe_saves_a_member_behind_a_broken_direct_link(engine_net):
+    net = engine_net(["a", "b", "c", "d"])
+    net.join_all("a")
+    net.run(3.0)
+    net.cut |= {("a", "b"), ("b", "a")}  # a and b cannot talk; both can reach c and d
+    net.run(30.0)
+    assert net["a"].members()["b"] == "alive"
+    assert any(isinstance(s.message, PingReq) for src, s in net.sent if src == "a")
+
+
+def test_a_suspected_member_refutes_with_a_higher_incarnation(engine_net):
+    net = engine_net(["a", "b"])
+    net.join_all("a")
+    net.run(2.0)
+    before = net["b"].incarnation
+    rumour = Rumour("b", before, "suspect", "b", {}, "a")
+    net.take("b", net["b"].receive(net.now, "a", Ack(999, (rumour,))))
+    assert net["b"].incarnation == before + 1
+    net.flush()
+    net.run(2.0)
+    assert net["a"].members()["b"] == "alive"
+    assert net["a"].membership.table.get("b").incarnation == before + 1
+    assert net["b"].counters["refuted"] == 1
+
+
+def test_a_node_told_it_is_dead_rejoins_by_refuting(engine_net):
+    net = engine_net(["a", "b", "c"])
+    net.join_all("a")
+    net.run(3.0)
+    net.cut |= {("a", "c"), ("c", "a"), ("b", "c"), ("c", "b")}
+    net.run(40.0)
+    assert net["a"].members()["c"] == "dead"
+    net.cut.clear()  # the partition heals: no discovery event, no operator action
+    net.run(20.0)
+    assert formed(net, "abc")
+    assert net["c"].incarnation >= 1
+
+
+def test_leave_is_graceful_and_final(engine_net):
+    net = engine_net(["a", "b", "c"])
+    net.join_all("a")
+    net.run(3.0)
+    net.take("c", net["c"].leave(net.now))
+    net.flush()
+    net.down.add("c")
+    assert net.events_of("a", MemberLeft) and net.events_of("b", MemberLeft)
+    net.run(30.0)
+    assert net["a"].members()["c"] == "left"
+    assert not net.events_of("a", MemberDown)  # a left member is not "failed"
+
+
+def test_a_restarted_member_that_lost_its_state_rejoins(engine_net):
+    net = engine_net(["a", "b"])
+    net.join_all("a")
+    net.run(3.0)
+    net["b"].membership.refute(5)  # b has been around: incarnation 6
+    net.run(2.0)
+    from foundation_p2p.engine import Engine
+
+    net.engines["b"] = Engine("b", net.config, address="b")  # restarted empty at incarnation 0
+    net.take("b", net["b"].join(net.now, "a", "a"))
+    net.flush()
+    net.run(5.0)
+    assert net["b"].incarnation > 6  # it learned of its old self and out-ranked it
+    assert formed(net, "ab")
+
+
+def test_suspicion_timeout_shrinks_with_independent_confirmations():
+    suspicion = Suspicion(incarnation=1, started=0.0, minimum=4.0, maximum=24.0, expected=2)
+    suspicion.confirm("a")
+    assert suspicion.timeout() == 24.0
+    assert suspicion.confirm("b") and not suspicion.confirm("b")
+    middle = suspicion.timeout()
+    suspicion.confirm("c")
+    assert 4.0 < middle < 24.0 and suspicion.timeout() == pytest.approx(4.0)
+    suspicion.confirm("d")
+    assert suspicion.timeout() == 4.0  # never below the minimum
+
+
+def test_rumour_queue_sends_least_sent_first_and_replaces_older_news():
+    queue = RumourQueue()
+    queue.push(Rumour("x", 1, "alive"))
+    queue.push(Rumour("y", 1, "alive"))
+    first = queue.take(1, limit=3)
+    second = queue.take(1, limit=3)
+    assert {first[0].node, second[0].node} == {"x", "y"}  # the unsent one goes next
+    queue.push(Rumour("x", 2, "suspect"))
+    assert [r for r in queue.pending() if r.node == "x"] == [Rumour("x", 2, "suspect")]
+    for _ in range(10):
+        queue.take(2, limit=3)
+    assert len(queue) == 0  # every rumour retired after its retransmit limit
+
+
+def test_retransmit_limit_follows_the_memberlist_formula():
+    config = Config.simulation()
+    assert config.retransmit_limit(1) == 4
+    assert config.retransmit_limit(9) == 4
+    assert config.retransmit_limit(10) == 8
+    assert config.retransmit_limit(1000) == 16
+
+
+def test_local_health_slows_probing_when_probes_fail(engine_net):
+    net = engine_net(["a", "b", "c"])
+    net.join_all("a")
+    net.run(3.0)
+    net.down |= {"b", "c"}  # a is cut off from everyone: its own health is in doubt
+    net.run(6.0)
+    assert net["a"].membership.health > 0
+    assert net["a"].counters["probe.failed"] >= 2
+
+
+def test_ping_answered_only_for_the_right_target(engine_net):
+    net = engine_net(["a", "b"])
+    outputs = net["b"].receive(0.0, "a", Ping(1, "b"))
+    assert any(getattr(o, "message", None) == Ack(1, o.message.rumours) for o in outputs)
