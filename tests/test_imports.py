@@ -21,7 +21,18 @@ ALLOWED: dict[str, set[str]] = {
 UPWARD_EXCEPTIONS = {("foundation_p2p/cli.py", "simulations")}
 
 # Modules that would let a pure layer read a clock, a socket or a global random source.
-IMPURE = {"time", "asyncio", "socket", "random", "selectors", "threading", "datetime"}
+# `random` itself is allowed only for its `Random` class: an rng is always passed in.
+IMPURE = {
+    "time",
+    "asyncio",
+    "socket",
+    "selectors",
+    "threading",
+    "datetime",
+    "os",
+    "uuid",
+    "secrets",
+}
 PURE_TREES = ("crdts", "foundation_p2p/engine")
 
 
@@ -59,9 +70,23 @@ def test_pure_layers_read_no_clock_socket_or_global_random(tree: str) -> None:
     """crdts/ and the engine take time and randomness as arguments."""
     violations = []
     for path in _files(tree):
+        rel = path.relative_to(ROOT)
         for module, line in _imports(path):
-            if module.split(".")[0] in IMPURE:
-                violations.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+            if (
+                module.split(".")[0] in IMPURE
+                or module.startswith("random.")
+                and module != "random.Random"
+            ):
+                violations.append(f"{rel}:{line} imports {module}")
+        for node in ast.walk(ast.parse(path.read_text())):
+            is_global_random = (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "random"
+                and node.attr != "Random"
+            )
+            if is_global_random:
+                violations.append(f"{rel}:{node.lineno} uses the global random.{node.attr}")
     assert not violations, "\n".join(violations)
 
 

@@ -98,15 +98,21 @@ def test_random_bytes_raise_only_remote_protocol_error(body):
         pass
 
 
-@given(
-    st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.binary(max_size=5),
-        lambda children: st.lists(children, max_size=6),
-        max_leaves=20,
-    )
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.text(max_size=5)
+    | st.binary(max_size=5)
 )
-def test_random_message_shapes_raise_only_remote_protocol_error(fields):
-    body = msgpack.packb([PROTOCOL_VERSION, *(fields if isinstance(fields, list) else [fields])])
+
+
+@given(
+    st.integers(0, 9),
+    st.lists(st.recursive(SCALARS, lambda c: st.lists(c, max_size=6), max_leaves=20), max_size=8),
+)
+def test_random_message_shapes_raise_only_remote_protocol_error(code, fields):
+    body = msgpack.packb([PROTOCOL_VERSION, code, *fields])
     try:
         message = decode(body)
     except RemoteProtocolError:
