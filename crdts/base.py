@@ -178,7 +178,10 @@ def fingerprint_of(*parts: WireValue) -> bytes:
 
 def _canonical(value: WireValue) -> WireValue:
     if isinstance(value, dict):
-        items = sorted(value.items(), key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
+        try:
+            items = sorted(value.items())
+        except TypeError:  # keys of mixed types: order by type, then by repr
+            items = sorted(value.items(), key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
         return [[key, _canonical(item)] for key, item in items]
     if isinstance(value, list | tuple):
         return [_canonical(item) for item in value]

@@ -72,10 +72,8 @@ def test_pure_layers_read_no_clock_socket_or_global_random(tree: str) -> None:
     for path in _files(tree):
         rel = path.relative_to(ROOT)
         for module, line in _imports(path):
-            if (
-                module.split(".")[0] in IMPURE
-                or module.startswith("random.")
-                and module != "random.Random"
+            if module.split(".")[0] in IMPURE or (
+                module.startswith("random.") and module != "random.Random"
             ):
                 violations.append(f"{rel}:{line} imports {module}")
         for node in ast.walk(ast.parse(path.read_text())):

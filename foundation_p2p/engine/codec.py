@@ -26,6 +26,7 @@ from foundation_p2p.engine.messages import (
 
 PROTOCOL_VERSION = 1
 STATUSES = ("alive", "suspect", "dead", "left")
+_STATUS_SET = frozenset(STATUSES)
 
 _CODES: dict[type, int] = {
     Ping: 1,
@@ -123,25 +124,28 @@ def _rumours_out(rumours: tuple[Rumour, ...]) -> list[Any]:
 
 
 def _rumours_in(value: Any) -> tuple[Rumour, ...]:
+    # The hot path of every gossip message: checks inlined rather than helper calls.
+    if type(value) is not list:
+        raise RemoteProtocolError("malformed", "rumours: expected a list")
     out = []
-    for item in _list(value, "rumours"):
-        node, incarnation, status, address, metadata, by = _fields(
-            _list(item, "rumour"), 6, "rumour"
-        )
-        if status not in STATUSES:
-            raise RemoteProtocolError("malformed", f"rumour: unknown status {status!r}")
-        if type(metadata) is not dict or not all(type(k) is str for k in metadata):
+    for item in value:
+        if type(item) is not list or len(item) != 6:
+            raise RemoteProtocolError("malformed", "rumour: expected 6 fields")
+        node, incarnation, status, address, metadata, by = item
+        if (
+            type(node) is not str
+            or not node
+            or type(incarnation) is not int
+            or not 0 <= incarnation <= INT64_MAX
+            or status not in _STATUS_SET
+            or type(address) is not str
+            or type(by) is not str
+            or type(metadata) is not dict
+        ):
+            raise RemoteProtocolError("malformed", f"rumour: bad field in {item!r:.120}")
+        if metadata and not all(type(k) is str for k in metadata):
             raise RemoteProtocolError("malformed", "rumour: metadata must be a str-keyed map")
-        out.append(
-            Rumour(
-                _str(node, "rumour node"),
-                _int(incarnation, "rumour incarnation"),
-                status,
-                _str(address, "rumour address", empty=True),
-                metadata,
-                _str(by, "rumour accuser", empty=True),
-            )
-        )
+        out.append(Rumour(node, incarnation, status, address, metadata, by))
     return tuple(out)
 
 

@@ -7,6 +7,7 @@ touches no socket (it queues Sends in the Outbox).
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crdts import Member, MemberTable
+from crdts.members import STATUS_RANK
 from foundation_p2p.config import Config
 from foundation_p2p.engine.errors import RemoteProtocolError
 from foundation_p2p.engine.events import (
@@ -93,6 +95,8 @@ class Membership:
         self._gone_since: dict[str, float] = {}  # left members, for tombstone expiry
         self._forgotten: dict[str, int] = {}  # node -> incarnation we stopped tracking at
         self.retry_due: list[str] = []  # dead members whose reconnect attempt is due
+        self._peers: dict[tuple[str, ...], tuple[int, list[str]]] = {}
+        self._timers: list[tuple[float, str, str]] = []
         self._queue_self()
 
     # --- views --------------------------------------------------------------------------
@@ -103,14 +107,24 @@ class Membership:
         return member.status if member else None
 
     def peers(self, statuses: tuple[str, ...] = LIVE) -> list[str]:
-        """Other members in the given states, in a stable order."""
-        return sorted(
-            node for node, m in self.table.items() if node != self.node_id and m.status in statuses
-        )
+        """Other members in the given states, in a stable order (a fresh list)."""
+        cached = self._peers.get(statuses)
+        if cached is None or cached[0] != self.version:
+            found = sorted(
+                node
+                for node, m in self.table.items()
+                if node != self.node_id and m.status in statuses
+            )
+            cached = self._peers[statuses] = (self.version, found)
+        return list(cached[1])
 
     def cluster_size(self) -> int:
         """Members believed live, ourselves included."""
-        return 1 + len(self.peers())
+        cached = self._peers.get(LIVE)
+        if cached is None or cached[0] != self.version:
+            self.peers()
+            cached = self._peers[LIVE]
+        return 1 + len(cached[1])
 
     def address_of(self, node: str) -> str | None:
         """The advertised address of `node`."""
@@ -133,8 +147,9 @@ class Membership:
                 times.append(self._probe.direct_deadline)
         if self._next_gossip_at is not None and len(self.rumours):
             times.append(self._next_gossip_at)
-        times.extend(s.deadline() for s in self._suspicions.values())
-        times.extend(r.next_at for r in self._retries.values())
+        timer = self._next_timer()
+        if timer is not None:
+            times.append(timer)
         return min(times) if times else None
 
     # --- timers -------------------------------------------------------------------------
@@ -144,10 +159,8 @@ class Membership:
         if self.leaving:
             return
         self._tick_probe(now)
-        self._tick_suspicions(now)
+        self._tick_timers(now)
         self._tick_gossip(now)
-        self._tick_retries(now)
-        self._tick_garbage(now)
         for seq in [s for s, r in self._relays.items() if r.expires <= now]:
             del self._relays[seq]
 
@@ -202,10 +215,38 @@ class Membership:
         for helper in chosen:
             self.outbox.send(helper, PingReq(probe.seq, probe.target, self.take_rumours()))
 
-    def _tick_suspicions(self, now: float) -> None:
-        for node, suspicion in list(self._suspicions.items()):
-            if now >= suspicion.deadline():
-                del self._suspicions[node]
+    # Suspicion deadlines, reconnect attempts and tombstone expiry share one heap of
+    # (when, kind, node); an entry is acted on only if it still matches the live state, so
+    # rescheduling just pushes a new entry.
+
+    def _schedule(self, when: float, kind: str, node: str) -> None:
+        heapq.heappush(self._timers, (when, kind, node))
+
+    def _valid(self, when: float, kind: str, node: str) -> bool:
+        if kind == "suspect":
+            suspicion = self._suspicions.get(node)
+            return suspicion is not None and suspicion.deadline() == when
+        if kind == "retry":
+            retry = self._retries.get(node)
+            return retry is not None and retry.next_at == when
+        since = self._gone_since.get(node)
+        member = self.table.get(node)
+        return since is not None and member is not None and member.status in ("dead", "left")
+
+    def _next_timer(self) -> float | None:
+        timers = self._timers
+        while timers and not self._valid(*timers[0]):
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def _tick_timers(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            when, kind, node = heapq.heappop(timers)
+            if not self._valid(when, kind, node):
+                continue
+            if kind == "suspect":
+                suspicion = self._suspicions.pop(node)
                 member = self.table.get(node)
                 if (
                     member
@@ -213,6 +254,42 @@ class Membership:
                     and member.incarnation == suspicion.incarnation
                 ):
                     self._record(now, Rumour(node, member.incarnation, "dead", member.address))
+            elif kind == "retry":
+                self._fire_retry(now, node)
+            else:
+                self._expire(now, node)
+
+    def _fire_retry(self, now: float, node: str) -> None:
+        retry = self._retries[node]
+        if now - retry.since > self.config.reconnect_window:
+            del self._retries[node]
+            return
+        self.retry_due.append(node)
+        self.counters["reconnect.attempt"] += 1
+        retry.interval = min(retry.interval * 2, self.config.reconnect_max_interval)
+        self._retry_at(node, now + retry.interval * self.rng.uniform(0.8, 1.2))
+
+    def _retry_at(self, node: str, when: float) -> None:
+        retry = self._retries.get(node)
+        if retry is not None:
+            retry.next_at = when
+            self._schedule(when, "retry", node)
+
+    def _expire(self, now: float, node: str) -> None:
+        member = self.table.get(node)
+        since = self._gone_since.pop(node)
+        assert member is not None
+        window = (
+            self.config.tombstone_ttl if member.status == "left" else self.config.reconnect_window
+        )
+        if now - since < window:  # rescheduled after a newer death
+            self._gone_since[node] = since
+            self._schedule(since + window, "gone", node)
+            return
+        self._forgotten[node] = member.incarnation
+        self.table.forget(node)
+        self.version += 1
+        self._retries.pop(node, None)
 
     def _tick_gossip(self, now: float) -> None:
         if self._next_gossip_at is None or now >= self._next_gossip_at:
@@ -225,35 +302,6 @@ class Membership:
                 if not rumours:
                     break
                 self.outbox.send(node, Gossip(rumours))
-
-    def _tick_retries(self, now: float) -> None:
-        for node, retry in list(self._retries.items()):
-            if now - retry.since > self.config.reconnect_window:
-                del self._retries[node]
-                continue
-            if now >= retry.next_at:
-                self.retry_due.append(node)
-                self.counters["reconnect.attempt"] += 1
-                retry.interval = min(retry.interval * 2, self.config.reconnect_max_interval)
-                retry.next_at = now + retry.interval * self.rng.uniform(0.8, 1.2)
-
-    def _tick_garbage(self, now: float) -> None:
-        for node, since in list(self._gone_since.items()):
-            member = self.table.get(node)
-            if member is None or member.status not in ("left", "dead"):
-                del self._gone_since[node]
-                continue
-            window = (
-                self.config.tombstone_ttl
-                if member.status == "left"
-                else self.config.reconnect_window
-            )
-            if now - since > window:
-                del self._gone_since[node]
-                self._forgotten[node] = member.incarnation
-                self.table.forget(node)
-                self.version += 1
-                self._retries.pop(node, None)
 
     # --- messages -----------------------------------------------------------------------
 
@@ -292,20 +340,26 @@ class Membership:
         """Any message from `src` proves it is up: a dead member that talks is retried now."""
         retry = self._retries.get(src)
         if retry is not None and retry.next_at > now:
-            retry.next_at = now
+            self._retry_at(src, now)
 
     # --- rumours ------------------------------------------------------------------------
 
-    def apply_rumours(self, now: float, src: str, rumours: tuple[Rumour, ...]) -> None:
+    def apply_rumours(
+        self, now: float, src: str, rumours: tuple[Rumour, ...], spread: bool = True
+    ) -> None:
         """Apply piggybacked news; a bad rumour is refused alone (counted), the rest applied."""
         for rumour in rumours:
             try:
-                self.apply(now, src, rumour)
+                self.apply(now, src, rumour, spread)
             except RemoteProtocolError as exc:
                 self.on_refused(src, exc)
 
     def apply_table(self, now: float, src: str, table: MemberTable) -> None:
-        """Apply a member-table delta from anti-entropy, entry by entry, as rumours."""
+        """Apply a member-table delta from anti-entropy, entry by entry.
+
+        News learned this way is not re-gossiped: anti-entropy spreads the table by itself,
+        and re-queueing a whole table's worth of rumours would flood a large cluster.
+        """
         self.apply_rumours(
             now,
             src,
@@ -313,11 +367,25 @@ class Membership:
                 Rumour(node, m.incarnation, m.status, m.address, dict(m.metadata))
                 for node, m in table.items()
             ),
+            spread=False,
         )
 
-    def apply(self, now: float, src: str, rumour: Rumour) -> None:
-        """Merge one piece of news about a member."""
+    def apply(self, now: float, src: str, rumour: Rumour, spread: bool = True) -> None:
+        """Merge one piece of news about a member (and gossip it on, if `spread`)."""
         current = self.table.get(rumour.node)
+        if current is not None and rumour.node != self.node_id:
+            news = (rumour.incarnation, STATUS_RANK[rumour.status])
+            held = (current.incarnation, STATUS_RANK[current.status])
+            if news < held:
+                return  # stale: normal in gossip, not an error
+            if news == held:
+                if rumour.status == "suspect" and rumour.by:
+                    suspicion = self._suspicions.get(rumour.node)
+                    if suspicion is not None and suspicion.confirm(rumour.by):
+                        self.counters["suspicion.confirmed"] += 1
+                        self._schedule(suspicion.deadline(), "suspect", rumour.node)
+                if rumour.address == current.address or not rumour.address:
+                    return  # news we already have
         known = current.incarnation if current else self._forgotten.get(rumour.node, 0)
         if rumour.incarnation > known + self.config.max_incarnation_jump:
             raise RemoteProtocolError(
@@ -343,18 +411,7 @@ class Membership:
                 "address_conflict",
                 f"{rumour.node!r} claimed at {rumour.address!r}, alive at {current.address!r}",
             )
-        if rumour.status == "suspect":
-            suspicion = self._suspicions.get(rumour.node)
-            if (
-                suspicion is not None
-                and current is not None
-                and current.status == "suspect"
-                and current.incarnation == rumour.incarnation
-                and rumour.by
-                and suspicion.confirm(rumour.by)
-            ):
-                self.counters["suspicion.confirmed"] += 1
-        self._record(now, rumour)
+        self._record(now, rumour, spread)
 
     def _about_me(self, now: float, src: str, rumour: Rumour) -> None:
         mine = self.table.get(self.node_id)
@@ -403,7 +460,7 @@ class Membership:
             Rumour(node, member.incarnation, "suspect", member.address, member.metadata, accuser),
         )
 
-    def _record(self, now: float, rumour: Rumour) -> None:
+    def _record(self, now: float, rumour: Rumour, spread: bool = True) -> None:
         """Merge news into the table; on a change, emit the event and spread the news."""
         before = self.table.get(rumour.node)
         address = rumour.address or (before.address if before else "")
@@ -412,9 +469,12 @@ class Membership:
         if not self.table.claim(rumour.node, claim):
             return
         self.version += 1
-        self.rumours.push(
-            Rumour(rumour.node, claim.incarnation, claim.status, address, dict(metadata), rumour.by)
-        )
+        if spread:
+            self.rumours.push(
+                Rumour(
+                    rumour.node, claim.incarnation, claim.status, address, dict(metadata), rumour.by
+                )
+            )
         if before is None or before.status != claim.status:
             self._status_changed(now, rumour.node, claim, rumour.by)
 
@@ -432,15 +492,18 @@ class Membership:
             suspicion = Suspicion(member.incarnation, now, minimum, maximum, expected)
             suspicion.confirm(accuser or self.node_id)
             self._suspicions[node] = suspicion
+            self._schedule(suspicion.deadline(), "suspect", node)
             self.outbox.emit(MemberSuspect(node))
         elif status == "dead":
             self._gone_since[node] = now
-            self._retries[node] = _Retry(
-                now, now + self.config.reconnect_interval, self.config.reconnect_interval
-            )
+            self._schedule(now + self.config.reconnect_window, "gone", node)
+            first = now + self.config.reconnect_interval
+            self._retries[node] = _Retry(now, first, self.config.reconnect_interval)
+            self._schedule(first, "retry", node)
             self.outbox.emit(MemberDown(node))
         else:
             self._gone_since[node] = now
+            self._schedule(now + self.config.tombstone_ttl, "gone", node)
             self._retries.pop(node, None)
             self.outbox.emit(MemberLeft(node))
 
@@ -459,9 +522,13 @@ class Membership:
             self._forgotten.pop(node, None)
             self._record(now, Rumour(node, 0, "alive", address))
         elif member.status == "dead":
-            retry = self._retries.get(node)
-            if retry is not None:
-                retry.next_at = now
+            self._retry_at(node, now)
+
+    def restore(self, now: float, peers: dict[str, str]) -> None:
+        """Remember peers (node -> address) from a persisted peer list, without gossiping them."""
+        for node, address in peers.items():
+            if node != self.node_id and node not in self.table:
+                self._record(now, Rumour(node, 0, "alive", address), spread=False)
 
     def leave(self) -> None:
         """Announce a graceful departure; stop probing."""

@@ -20,12 +20,17 @@ class Suspicion:
     maximum: float
     expected: int
     accusers: set[str] = field(default_factory=set)
+    _deadline: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self._deadline = self.started + self.timeout()
 
     def confirm(self, accuser: str) -> bool:
         """Count an independent accuser; return whether it was new."""
         if accuser in self.accusers:
             return False
         self.accusers.add(accuser)
+        self._deadline = self.started + self.timeout()
         return True
 
     def timeout(self) -> float:
@@ -38,4 +43,4 @@ class Suspicion:
 
     def deadline(self) -> float:
         """When the member is declared dead unless it refutes."""
-        return self.started + self.timeout()
+        return self._deadline
