@@ -144,8 +144,17 @@ class MemberTable:
         return delta
 
     def _put(self, node: str, member: Member) -> None:
+        previous = self._members.get(node)
         self._members[node] = member
-        self._digest[node] = _digest_entry(member)
+        if (
+            previous is not None
+            and previous.address == member.address
+            and previous.metadata == member.metadata
+        ):  # the common case, a status change: the details checksum stands
+            crc = self._digest[node][2]
+            self._digest[node] = [member.incarnation, STATUS_RANK[member.status], crc]
+        else:
+            self._digest[node] = _digest_entry(member)
 
     def forget(self, node: str) -> bool:
         """Drop `node` locally (garbage collection of a long-gone member); not replicated."""
@@ -175,17 +184,23 @@ class MemberTable:
         """The members whose news is ahead of, or different from, `digest`."""
         theirs = expect_dict(digest, "members digest")
         delta = MemberTable(self.replica)
-        for node, m in self._members.items():
+        for node, mine in self._digest.items():
             known = theirs.get(node)
-            if known is None:
-                delta._put(node, m)
-                continue
-            fields = expect_list(known, "members digest entry")
-            if len(fields) != 3:
-                raise DecodeError("members digest entry: expected [incarnation, rank, crc]")
-            mine, known_rank = (m.incarnation, STATUS_RANK[m.status]), tuple(fields[:2])
-            if mine > known_rank or (mine == known_rank and self._digest[node][2] != fields[2]):
-                delta._put(node, m)
+            if known is not None:
+                if (
+                    type(known) is not list
+                    or len(known) != 3
+                    or not all(type(field) is int for field in known)
+                ):
+                    raise DecodeError("members digest entry: expected [incarnation, rank, crc]")
+                if mine == known:
+                    continue
+                held = (mine[0], mine[1])
+                if held < (known[0], known[1]) or (
+                    held == (known[0], known[1]) and mine[2] == known[2]
+                ):
+                    continue
+            delta._put(node, self._members[node])
         return delta
 
     def split(self, max_entries: int) -> list[MemberTable]:

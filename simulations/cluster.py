@@ -129,6 +129,8 @@ class SimCluster:
         self.now = 0.0
         self.record_writes = record_writes
         self.decode = decode
+        self.on_deliver: Callable[[float, str, str, Message], None] | None = None
+        """Called for every delivered message (for instrumentation in benchmarks)."""
         self.writes: list[WriteRecord] = []
         self.crashed_at: dict[str, float] = {}
         self.detections: dict[str, dict[str, float]] = defaultdict(dict)
@@ -298,6 +300,8 @@ class SimCluster:
         stats.bytes_received += len(body)
         self._trace.update(f"{self.now:.9f}|{src}|{dst}|".encode())
         self._trace.update(body)
+        if self.on_deliver is not None:
+            self.on_deliver(self.now, src, dst, message)
         decoded = message
         if self.decode:
             try:

@@ -95,7 +95,8 @@ class Membership:
         self._gone_since: dict[str, float] = {}  # left members, for tombstone expiry
         self._forgotten: dict[str, int] = {}  # node -> incarnation we stopped tracking at
         self.retry_due: list[str] = []  # dead members whose reconnect attempt is due
-        self._peers: dict[tuple[str, ...], tuple[int, list[str]]] = {}
+        self._live: dict[str, None] = {}  # other members alive or suspect (an ordered set)
+        self._alive: dict[str, None] = {}
         self._timers: list[tuple[float, str, str]] = []
         self._queue_self()
 
@@ -107,24 +108,32 @@ class Membership:
         return member.status if member else None
 
     def peers(self, statuses: tuple[str, ...] = LIVE) -> list[str]:
-        """Other members in the given states, in a stable order (a fresh list)."""
-        cached = self._peers.get(statuses)
-        if cached is None or cached[0] != self.version:
-            found = sorted(
-                node
-                for node, m in self.table.items()
-                if node != self.node_id and m.status in statuses
-            )
-            cached = self._peers[statuses] = (self.version, found)
-        return list(cached[1])
+        """Other members in the given states (a fresh list, in a deterministic order)."""
+        if statuses == LIVE:
+            return list(self._live)
+        if statuses == ("alive",):
+            return list(self._alive)
+        return [n for n, m in self.table.items() if n != self.node_id and m.status in statuses]
 
     def cluster_size(self) -> int:
         """Members believed live, ourselves included."""
-        cached = self._peers.get(LIVE)
-        if cached is None or cached[0] != self.version:
-            self.peers()
-            cached = self._peers[LIVE]
-        return 1 + len(cached[1])
+        return 1 + len(self._live)
+
+    def _touch(self, node: str) -> None:
+        """Keep the live-peer indexes and the table version in step with the table."""
+        self.version += 1
+        if node == self.node_id:
+            return
+        member = self.table.get(node)
+        status = member.status if member else None
+        if status in LIVE:
+            self._live.setdefault(node, None)
+        else:
+            self._live.pop(node, None)
+        if status == "alive":
+            self._alive.setdefault(node, None)
+        else:
+            self._alive.pop(node, None)
 
     def address_of(self, node: str) -> str | None:
         """The advertised address of `node`."""
@@ -288,7 +297,7 @@ class Membership:
             return
         self._forgotten[node] = member.incarnation
         self.table.forget(node)
-        self.version += 1
+        self._touch(node)
         self._retries.pop(node, None)
 
     def _tick_gossip(self, now: float) -> None:
@@ -337,7 +346,12 @@ class Membership:
             self.counters["probe.acked"] += 1
 
     def heard_from(self, now: float, src: str) -> None:
-        """Any message from `src` proves it is up: a dead member that talks is retried now."""
+        """Any message from `src` proves it is up: a pending probe of it succeeds, and a dead
+        member that talks is retried now."""
+        probe = self._probe
+        if probe is not None and probe.target == src and not probe.acked:
+            probe.acked = True
+            self.counters["probe.acked"] += 1
         retry = self._retries.get(src)
         if retry is not None and retry.next_at > now:
             self._retry_at(src, now)
@@ -358,13 +372,22 @@ class Membership:
         """Apply a member-table delta from anti-entropy, entry by entry.
 
         News learned this way is not re-gossiped: anti-entropy spreads the table by itself,
-        and re-queueing a whole table's worth of rumours would flood a large cluster.
+        and re-queueing a whole table's worth of rumours would flood a large cluster. A "dead"
+        learned second-hand is taken as "suspect" (as memberlist's mergeState does), so a node
+        that one side of a healed partition declared dead has a suspicion timeout to refute.
         """
         self.apply_rumours(
             now,
             src,
             tuple(
-                Rumour(node, m.incarnation, m.status, m.address, dict(m.metadata))
+                Rumour(
+                    node,
+                    m.incarnation,
+                    "suspect" if m.status == "dead" else m.status,
+                    m.address,
+                    dict(m.metadata),
+                    src if m.status == "dead" else "",
+                )
                 for node, m in table.items()
             ),
             spread=False,
@@ -380,10 +403,7 @@ class Membership:
                 return  # stale: normal in gossip, not an error
             if news == held:
                 if rumour.status == "suspect" and rumour.by:
-                    suspicion = self._suspicions.get(rumour.node)
-                    if suspicion is not None and suspicion.confirm(rumour.by):
-                        self.counters["suspicion.confirmed"] += 1
-                        self._schedule(suspicion.deadline(), "suspect", rumour.node)
+                    self._confirm(rumour.node, rumour.incarnation, rumour.by)
                 if rumour.address == current.address or not rumour.address:
                     return  # news we already have
         known = current.incarnation if current else self._forgotten.get(rumour.node, 0)
@@ -441,7 +461,7 @@ class Membership:
         address = mine.address if mine else self.address
         metadata = dict(mine.metadata) if mine else {}
         self.table.alive(self.node_id, self.incarnation, address, metadata)
-        self.version += 1
+        self._touch(self.node_id)
         self._queue_self()
 
     def _queue_self(self) -> None:
@@ -453,12 +473,34 @@ class Membership:
 
     def _suspect(self, now: float, node: str, accuser: str) -> None:
         member = self.table.get(node)
-        if member is None or member.status != "alive":
+        if member is None:
+            return
+        if member.status == "suspect":
+            # our own failed probe is an independent confirmation: count it and say so
+            self._confirm(node, member.incarnation, accuser)
+            return
+        if member.status != "alive":
             return
         self._record(
             now,
             Rumour(node, member.incarnation, "suspect", member.address, member.metadata, accuser),
         )
+
+    def _confirm(self, node: str, incarnation: int, accuser: str) -> None:
+        """Count an independent accuser of a suspect; spread the accusation if it was new."""
+        suspicion = self._suspicions.get(node)
+        if suspicion is None or suspicion.incarnation != incarnation:
+            return
+        if suspicion.confirm(accuser):
+            self.counters["suspicion.confirmed"] += 1
+            self._schedule(suspicion.deadline(), "suspect", node)
+            member = self.table.get(node)
+            if member is not None:
+                self.rumours.push(
+                    Rumour(
+                        node, incarnation, "suspect", member.address, dict(member.metadata), accuser
+                    )
+                )
 
     def _record(self, now: float, rumour: Rumour, spread: bool = True) -> None:
         """Merge news into the table; on a change, emit the event and spread the news."""
@@ -468,7 +510,7 @@ class Membership:
         claim = Member(rumour.incarnation, rumour.status, address, dict(metadata))  # type: ignore[arg-type]
         if not self.table.claim(rumour.node, claim):
             return
-        self.version += 1
+        self._touch(rumour.node)
         if spread:
             self.rumours.push(
                 Rumour(
@@ -534,7 +576,7 @@ class Membership:
         """Announce a graceful departure; stop probing."""
         self.incarnation += 1
         self.table.left(self.node_id, self.incarnation)
-        self.version += 1
+        self._touch(self.node_id)
         self._queue_self()
         self.leaving = True
         self._probe = None

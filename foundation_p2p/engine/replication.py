@@ -416,15 +416,18 @@ class Replication:
         self.outbox.emit(ReplicaChanged(item.name, src))
 
     def _adopt(self, tag: str, delta: Any) -> Any:
+        """A new local replica, under our own replica id, holding a peer's first delta."""
         if tag == YDoc.TAG:
-            replica = YDoc(self.replica_id)
-            try:
-                replica.merge(delta)
-            except DecodeError as exc:
-                raise RemoteProtocolError("bad_delta", str(exc)) from None
-            return replica
-        delta.replica = self.replica_id
-        return delta
+            replica: Any = YDoc(self.replica_id)
+        elif tag == ORMap.TAG:
+            replica = ORMap(self.replica_id, delta.value_type)
+        else:
+            replica = REPLICA_TYPES[tag](self.replica_id)
+        try:
+            replica.merge(delta)
+        except DecodeError as exc:
+            raise RemoteProtocolError("bad_delta", str(exc)) from None
+        return replica
 
     # --- helpers ------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ newer news about a member replaces older news about it in the queue.
 
 from __future__ import annotations
 
+from itertools import islice
+
 from foundation_p2p.engine.messages import Rumour
 
 
@@ -38,7 +40,7 @@ class RumourQueue:
         chosen: list[tuple[int, Rumour]] = []
         for transmits in sorted(self._buckets):
             bucket = self._buckets[transmits]
-            for node in reversed(list(bucket)[-(count - len(chosen)) :]):
+            for node in list(islice(reversed(bucket), count - len(chosen))):
                 chosen.append((transmits, bucket.pop(node)))
             if len(chosen) >= count:
                 break

@@ -109,11 +109,6 @@ def test_too_few_nodes_is_refused() -> None:
         run_scenario("partition-heal", 2, SEED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Replication._adopt renames a PNCounter but not its inner GCounters, so a node "
-    "that first received the counter increments under the sender's id",
-)
 def test_counter_received_before_first_local_write_counts_under_own_id() -> None:
     """Concurrent increments survive when one writer had received the counter, not created it.
 

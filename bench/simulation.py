@@ -1,0 +1,148 @@
+"""Simulator benchmarks: write propagation, failure detection, simulator speed, big heals.
+
+Run: python -m bench.simulation [--quick]
+
+All times are virtual seconds of the simulated cluster (production timings: probe 1 s,
+anti-entropy 1 s), except the wall-clock speed row. Each section prints the command-line
+parameters it used so a figure can be reproduced exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+from crdts import LWWMap, PNCounter  # noqa: E402
+from foundation_p2p.engine.messages import Message, SyncDelta  # noqa: E402
+from simulations import SimCluster  # noqa: E402
+from simulations.network import Link  # noqa: E402
+
+
+def propagation(nodes: int, seed: int = 1) -> tuple[float, int, float]:
+    """(virtual s until every node has one write, push hops of the deepest node, share by push)."""
+    sim = SimCluster(nodes=nodes, seed=seed, bootstrap="formed", decode=nodes < 500)
+    sim.run_for(2.0)
+    depth: dict[str, int] = {}
+    by_push: set[str] = set()
+
+    def watch(now: float, src: str, dst: str, message: Message) -> None:
+        if isinstance(message, SyncDelta) and message.deltas:
+            if message.origin and dst not in depth:
+                depth[dst] = depth.get(src, 0) + 1
+                by_push.add(dst)
+            depth.setdefault(dst, depth.get(src, 0) + 1)
+
+    sim.on_deliver = watch
+    writer = sim.node("n0")
+    depth["n0"] = 0
+    start = sim.now
+    writer.replica("hits", PNCounter).increment(1)
+
+    def everywhere(s: SimCluster) -> bool:
+        return all("hits" in n.engine.replication.replicas for n in s.live_nodes())
+
+    sim.run_until(everywhere, timeout=60.0, step=0.01)
+    return sim.now - start, max(depth.values()), len(by_push) / (nodes - 1)
+
+
+def detection(nodes: int, seed: int = 1) -> tuple[float, float]:
+    """(virtual s from a crash to the first MemberDown, to every live node's MemberDown)."""
+    sim = SimCluster(nodes=nodes, seed=seed, bootstrap="formed")
+    sim.run_for(5.0)
+    sim.crash("n1")
+    sim.run_until(lambda s: s.stats()["detection"].get("n1", {}).get("all") is not None, 120.0)
+    found = sim.stats()["detection"].get("n1", {})
+    return found.get("first", math.nan), found.get("all") or math.nan
+
+
+def false_positives(nodes: int, seconds: float, loss: float, seed: int = 1) -> tuple[int, int]:
+    """(false suspicions, false deaths) of live nodes over `seconds` with `loss` on every link."""
+    sim = SimCluster(nodes=nodes, seed=seed, bootstrap="formed", link=Link(loss=loss))
+    sim.run_for(seconds)
+    stats = sim.stats()
+    return stats["false_suspicions"], stats["false_downs"]
+
+
+def speed(nodes: int, seed: int = 1) -> tuple[float, float, bool]:
+    """(wall s, virtual s per wall s) for 60 virtual s: 10 steady, 30 partitioned, 20 healed."""
+    start = time.perf_counter()
+    sim = SimCluster(nodes=nodes, seed=seed, bootstrap="formed", decode=False)
+    ids = list(sim.nodes)
+    sim.run_for(10.0)
+    sim.partition(ids[: nodes // 2], ids[nodes // 2 :])
+    sim.run_for(30.0)
+    sim.heal()
+    sim.run_for(20.0)
+    wall = time.perf_counter() - start
+    return wall, 60.0 / wall, sim.converged()
+
+
+def big_heal(keys: int, nodes: int = 6, seed: int = 1) -> tuple[float, int, bool]:
+    """(virtual s to converge, bytes sent after the heal) for `keys` divergent keys per side."""
+    sim = SimCluster(nodes=nodes, seed=seed, bootstrap="formed", record_writes=False)
+    ids = list(sim.nodes)
+    sim.run_for(3.0)
+    left, right = ids[: nodes // 2], ids[nodes // 2 :]
+    sim.partition(left, right)
+    sim.run_for(1.0)
+    for side, writer in (("L", left[0]), ("R", right[0])):
+        config = sim.node(writer).replica("config", LWWMap)
+        for i in range(keys):
+            config.set(f"{side}-{i}", i)
+    sim.run_for(5.0)
+    before = sim.stats()["bytes"]
+    healed_at = sim.now
+    sim.heal()
+    done = sim.run_until(lambda s: s.converged(), timeout=600.0, step=0.5)
+    return sim.now - healed_at, sim.stats()["bytes"] - before, done
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print every table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+
+    print("## Write propagation (one write, formed cluster, production timings)\n")
+    print("| nodes | virtual s to all | hops to the last node | log2(N) | reached by push alone |")
+    print("|---:|---:|---:|---:|---:|")
+    for n in (10, 50) if quick else (10, 100, 1000):
+        seconds, hops, pushed = propagation(n)
+        print(f"| {n} | {seconds:.3f} | {hops} | {math.log2(n):.1f} | {pushed:.0%} |")
+
+    print("\n## Failure detection (crash one node; suspicion per Lifeguard)\n")
+    print("| nodes | first MemberDown (s) | all live nodes (s) |")
+    print("|---:|---:|---:|")
+    for n in (5, 15) if quick else (5, 15, 100):
+        first, every = detection(n)
+        print(f"| {n} | {first:.2f} | {every:.2f} |")
+
+    seconds, loss = (60.0, 0.05) if quick else (600.0, 0.05)
+    print(f"\n## False positives ({seconds:.0f} virtual s, {loss:.0%} loss on every link)\n")
+    print("| nodes | false suspicions | false deaths |")
+    print("|---:|---:|---:|")
+    for n in (5, 15) if quick else (5, 15, 100):
+        suspicions, deaths = false_positives(n, seconds, loss)
+        print(f"| {n} | {suspicions} | {deaths} |")
+
+    n = 100 if quick else 1000
+    print(f"\n## Simulator speed ({n} nodes, 60 virtual s with a partition and a heal)\n")
+    wall, ratio, converged = speed(n)
+    print(f"wall {wall:.1f} s, {ratio:.2f} virtual s per wall s, converged at the end: {converged}")
+    print("goal: 60 virtual s of 1,000 nodes in <= 60 s wall")
+
+    keys = 1000 if quick else 10_000
+    print(f"\n## Heal of {keys:,} divergent keys per side (6 nodes, 3 | 3)\n")
+    seconds, sent, converged = big_heal(keys)
+    print(f"converged: {converged}, {seconds:.1f} virtual s, {sent / 1e6:.2f} MB sent after heal")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
