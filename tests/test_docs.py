@@ -50,3 +50,15 @@ def test_crdt_benchmark_runs() -> None:
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) >= 14, result.stdout
     assert "YDoc / raw pycrdt" in result.stdout
+
+
+def test_crdt_example_converges() -> None:
+    """examples/crdt_replicas.py ends with every replica equal and every write counted."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "crdt_replicas.py"), "--seed", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip().endswith("converged")
