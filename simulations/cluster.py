@@ -83,7 +83,11 @@ class SimNode:
         handle = self._handles.get(name)
         if handle is None or handle.crdt is not crdt:
             handle = ReplicaHandle(
-                name, crdt, self._write, lambda: self.engine.timestamp(self.cluster.now)
+                name,
+                crdt,
+                self._write,
+                lambda: self.engine.timestamp(self.cluster.now),
+                self._check_up,
             )
             self._handles[name] = handle
         return handle
@@ -92,9 +96,11 @@ class SimNode:
         """This node's view: `{node_id: status}`."""
         return dict(self.engine.members())
 
-    def _write(self, name: str, delta: Any) -> None:
+    def _check_up(self) -> None:
         if not self.up:
             raise RuntimeError(f"node {self.node_id} is crashed; it cannot write")
+
+    def _write(self, name: str, delta: Any) -> None:
         self.cluster._record_write(self, name, delta)
 
     def __repr__(self) -> str:

@@ -26,7 +26,7 @@ _TIMESTAMPED: dict[type, frozenset[str]] = {
 class ReplicaHandle(Generic[T]):
     """A replica as the application sees it: reads are local, mutators replicate."""
 
-    __slots__ = ("_clock", "_crdt", "_write", "name")
+    __slots__ = ("_check", "_clock", "_crdt", "_write", "name")
 
     def __init__(
         self,
@@ -34,11 +34,13 @@ class ReplicaHandle(Generic[T]):
         crdt: T,
         write: Callable[[str, Any], None],
         clock: Callable[[], Timestamp],
+        check: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self._crdt = crdt
         self._write = write
         self._clock = clock
+        self._check = check
 
     @property
     def crdt(self) -> T:
@@ -57,6 +59,8 @@ class ReplicaHandle(Generic[T]):
         stamped = attr in _TIMESTAMPED.get(type(self._crdt), frozenset())
 
         def mutate(*args: Any, **kwargs: Any) -> Any:
+            if self._check is not None:
+                self._check()  # e.g. the node is stopped: refuse before touching the replica
             if stamped and "ts" not in kwargs:
                 kwargs["ts"] = self._clock()
             delta = target(*args, **kwargs)

@@ -1,0 +1,137 @@
+"""SimCluster itself: determinism, the fault verbs, crash and restart, stats."""
+
+from __future__ import annotations
+
+import pytest
+
+from crdts import AWORSet, LWWMap, PNCounter
+from simulations import Dist, SimCluster
+from simulations.invariants import no_lost_writes
+
+
+def scripted_run(seed: int) -> SimCluster:
+    """A run with writes, a partition, loss and a heal."""
+    sim = SimCluster(nodes=6, seed=seed)
+    sim.run_for(3.0)
+    sim.set_link("n0", "n1", loss=0.2, duplicate=0.1, reorder=True, latency=Dist.exponential(0.01))
+    sim.node("n0").replica("hits", PNCounter).increment(2)
+    sim.partition(["n0", "n1", "n2"], ["n3", "n4", "n5"])
+    sim.node("n4").replica("online", AWORSet).add("sensor-1")
+    sim.run_for(10.0)
+    sim.heal()
+    sim.run_until(lambda s: s.converged(), timeout=60.0)
+    return sim
+
+
+def test_the_same_seed_replays_exactly():
+    first, second = scripted_run(11), scripted_run(11)
+    assert first.trace_digest() == second.trace_digest()
+    assert first.now == second.now
+    assert first.stats()["messages"] == second.stats()["messages"]
+
+
+def test_another_seed_takes_another_path():
+    assert scripted_run(11).trace_digest() != scripted_run(12).trace_digest()
+
+
+def test_a_one_way_cut_blocks_only_one_direction():
+    sim = SimCluster(nodes=3, seed=1)
+    sim.run_until(lambda s: s.converged(), timeout=30.0)
+    sim.partition_oneway(["n0"], ["n1", "n2"])
+    sim.node("n0").replica("config", LWWMap).set("mode", "a")
+    sim.node("n1").replica("seen", AWORSet).add("x")
+    sim.run_for(0.5)
+    assert "config" not in sim.node("n1").engine.replication.replicas
+    assert "x" in sim.node("n0").engine.replication.replicas["seen"]
+    sim.heal()
+    assert sim.run_until(lambda s: s.converged(), timeout=60.0)
+
+
+def test_held_messages_arrive_on_release():
+    sim = SimCluster(nodes=2, seed=1)
+    sim.run_until(lambda s: s.converged(), timeout=30.0)
+    sim.hold("n0", "n1")
+    sim.node("n0").replica("hits", PNCounter).increment(5)
+    sim.run_for(5.0)
+    assert "hits" not in sim.node("n1").engine.replication.replicas
+    sim.release("n0", "n1")
+    sim.run_for(0.1)
+    assert sim.node("n1").engine.replication.replicas["hits"].value == 5
+
+
+def test_total_loss_on_a_link_is_repaired_through_other_nodes():
+    sim = SimCluster(nodes=4, seed=3)
+    sim.run_until(lambda s: s.converged(), timeout=30.0)
+    sim.set_link("n0", "n1", loss=1.0)
+    sim.node("n0").replica("hits", PNCounter).increment(1)
+    assert sim.run_until(lambda s: s.converged(), timeout=30.0)
+    assert sim.node("n1").replica("hits", PNCounter).value == 1
+
+
+def test_crash_is_detected_and_a_restart_with_state_keeps_writes():
+    sim = SimCluster(nodes=5, seed=2)
+    sim.run_until(lambda s: s.converged(), timeout=30.0)
+    sim.node("n2").replica("hits", PNCounter).increment(4)
+    sim.run_for(1.0)
+    sim.crash("n2")
+    assert sim.run_until(lambda s: s.converged(), timeout=60.0)  # n2 seen as dead everywhere
+    detection = sim.stats()["detection"]["n2"]
+    assert 0 < detection["first"] <= detection["all"] < 60
+    with pytest.raises(RuntimeError, match="crashed"):
+        sim.node("n2").replica("hits", PNCounter).increment(1)
+    sim.restart("n2", keep_state=True)
+    sim.node("n2").replica("hits", PNCounter).increment(1)
+    assert sim.run_until(lambda s: s.converged(), timeout=60.0)
+    assert sim.node("n0").replica("hits", PNCounter).value == 5
+    assert not no_lost_writes(sim)
+
+
+def test_a_write_that_never_left_a_node_wiped_by_restart_is_marked_lost():
+    sim = SimCluster(nodes=3, seed=4)
+    sim.run_until(lambda s: s.converged(), timeout=30.0)
+    sim.partition(["n0"], ["n1", "n2"])
+    sim.node("n0").replica("hits", PNCounter).increment(9)
+    sim.crash("n0")
+    sim.restart("n0", keep_state=False)
+    sim.heal()
+    assert sim.run_until(lambda s: s.converged(), timeout=60.0)
+    assert [w.lost for w in sim.writes] == [True]
+    assert not no_lost_writes(sim)
+
+
+def test_a_restarted_empty_node_writes_under_a_new_replica_id():
+    sim = SimCluster(nodes=3, seed=5)
+    sim.run_until(lambda s: s.converged(), timeout=30.0)
+    sim.node("n1").replica("hits", PNCounter).increment(10)
+    sim.run_for(1.0)
+    sim.crash("n1")
+    sim.restart("n1", keep_state=False)
+    sim.node("n1").replica("hits", PNCounter).increment(1)  # must not hide under the old slot
+    assert sim.run_until(lambda s: s.converged(), timeout=60.0)
+    assert sim.node("n2").replica("hits", PNCounter).value == 11
+
+
+def test_stats_and_timeline():
+    sim = SimCluster(nodes=4, seed=6, timeline_interval=0.5)
+    sim.run_for(5.0)
+    stats = sim.stats()
+    assert stats["messages"] > 0 and stats["bytes"] > stats["messages"]
+    assert set(stats["per_node"]) == {"n0", "n1", "n2", "n3"}
+    assert len(sim.timeline) == 11
+    assert sim.timeline[-1].members_agreeing == 1.0
+
+
+def test_bad_verbs_are_refused_clearly():
+    with pytest.raises(ValueError, match="unique"):
+        SimCluster(nodes=["a", "a"])
+    with pytest.raises(ValueError, match="bootstrap"):
+        SimCluster(nodes=2, bootstrap="magic")
+    sim = SimCluster(nodes=2)
+    with pytest.raises(KeyError, match="no node 'n9'"):
+        sim.node("n9")
+    with pytest.raises(ValueError, match="is up"):
+        sim.restart("n0")
+    with pytest.raises(ValueError, match="two partition groups"):
+        sim.partition(["n0", "n1"], ["n1"])
+    with pytest.raises(ValueError, match="probability"):
+        sim.set_link("n0", "n1", loss=2.0)
