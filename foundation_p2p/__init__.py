@@ -1,5 +1,39 @@
 """foundation-p2p: replicated state for Python services, with no central coordinator."""
 
+from typing import TYPE_CHECKING
+
+from foundation_p2p.config import Config, ConfigError
+from foundation_p2p.engine import LocalProtocolError, ProtocolError, RemoteProtocolError
+
+if TYPE_CHECKING:
+    from foundation_p2p.app import start, stop
+    from foundation_p2p.node import Node
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+
+def __getattr__(name: str) -> object:
+    # Node, start and stop pull in asyncio, aiohttp and the transport: load them on first use so
+    # that `import foundation_p2p` for the engine or the simulator stays light.
+    if name == "Node":
+        from foundation_p2p.node import Node
+
+        return Node
+    if name in ("start", "stop"):
+        from foundation_p2p import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'foundation_p2p' has no attribute {name!r}")
+
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "LocalProtocolError",
+    "Node",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "__version__",
+    "start",
+    "stop",
+]

@@ -35,6 +35,46 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--report", metavar="PATH", help="write an HTML report to PATH")
     simulate.add_argument("--list", action="store_true", help="list the scenarios and exit")
     simulate.set_defaults(run=_simulate)
+
+    node = commands.add_parser(
+        "node",
+        help="run a node until SIGINT/SIGTERM, then leave gracefully",
+        description="Run one cluster member in the foreground.",
+    )
+    node.add_argument("--cluster", default="default", help="cluster name (default: default)")
+    node.add_argument("--node-id", help="this node's id (default: hostname plus a random suffix)")
+    node.add_argument("--listen", default="127.0.0.1:0", help="gossip address (host:port)")
+    node.add_argument("--advertise", help="address peers should dial, if not --listen")
+    node.add_argument("--seeds", default="", help="comma-separated seed addresses host:port")
+    node.add_argument("--mdns", action="store_true", help="find peers by mDNS")
+    node.add_argument(
+        "--mdns-interface",
+        action="append",
+        metavar="IP",
+        help="restrict mDNS to this interface address (repeatable)",
+    )
+    node.add_argument("--key-file", help="file holding the base64 cluster key")
+    node.add_argument("--http", help="serve the HTTP API on host:port (e.g. 127.0.0.1:8080)")
+    node.add_argument(
+        "--profile",
+        choices=["development", "production"],
+        help="timings preset (default: production with a key, development without)",
+    )
+    node.set_defaults(run=_node)
+
+    keys = commands.add_parser(
+        "keys",
+        help="rotate cluster keys on running nodes (install, use, remove, list)",
+        description=(
+            "Talk to the HTTP admin API of one or more nodes. To rotate with no downtime: "
+            "install the new key on every node, use it on every node, then remove the old one."
+        ),
+    )
+    keys.add_argument("op", choices=["install", "use", "remove", "list"])
+    keys.add_argument("key", nargs="?", help="the base64 key (install, use, remove)")
+    keys.add_argument("--http", required=True, help="comma-separated host:port of node HTTP APIs")
+    keys.add_argument("--key-file", required=True, help="a key the nodes hold (for the token)")
+    keys.set_defaults(run=_keys)
     return parser
 
 
@@ -84,3 +124,87 @@ def _simulate(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _node(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from foundation_p2p.config import Config, ConfigError
+    from foundation_p2p.node import Node
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    seeds = [seed for seed in args.seeds.split(",") if seed.strip()]
+    config = None
+    if args.profile == "development":
+        config = Config.development()
+    elif args.profile == "production":
+        config = Config.production()
+    try:
+        node = Node(
+            cluster=args.cluster,
+            node_id=args.node_id,
+            listen=args.listen,
+            advertise=args.advertise,
+            discovery="mdns" if args.mdns else None,
+            mdns_interfaces=args.mdns_interface,
+            seeds=seeds,
+            config=config,
+            key_file=args.key_file,
+            http=args.http,
+        )
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"foundation-p2p node: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def serve() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
+        async with node:
+            http = f" http={node.http_address}" if node.http_address else ""
+            print(f"node {node.node_id} cluster={node.cluster} listen={node.address}{http}", flush=True)
+            await stopping.wait()
+            print(f"node {node.node_id} leaving", flush=True)
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        print(f"foundation-p2p node: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _keys(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from transport import derive_token, load_key_file
+
+    if args.op != "list" and not args.key:
+        print(f"foundation-p2p keys {args.op}: the key is required", file=sys.stderr)
+        return EXIT_USAGE
+    token = derive_token(load_key_file(args.key_file), "admin")
+    failed = False
+    for target in [t.strip() for t in args.http.split(",") if t.strip()]:
+        url = f"http://{target}/admin/keys"
+        data = None if args.op == "list" else json.dumps({"op": args.op, "key": args.key}).encode()
+        request = urllib.request.Request(
+            url,
+            data=data,
+            method="GET" if data is None else "POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5.0) as response:
+                print(f"{target}: {response.read().decode()}")
+        except urllib.error.HTTPError as exc:
+            failed = True
+            print(f"{target}: HTTP {exc.code} {exc.read().decode()}", file=sys.stderr)
+        except OSError as exc:
+            failed = True
+            print(f"{target}: {exc}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK

@@ -1,0 +1,277 @@
+"""Node: the asyncio-facing public class. Composes the engine, the driver, the transport,
+discovery and (optionally) the HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from crdts import Status
+from foundation_p2p.config import Config, ConfigError
+from foundation_p2p.engine import (
+    PROTOCOL_VERSION,
+    Engine,
+    Event,
+    MemberDown,
+    MemberLeft,
+    MemberSuspect,
+    MemberUp,
+)
+from foundation_p2p.runtime.driver import Driver
+from foundation_p2p.services.replicas import ReplicaHandle
+from transport import Keyring, Limits, Transport, load_key_file
+from transport.discovery import Announcement, Candidate, Discovery, StaticDiscovery
+
+log = logging.getLogger("foundation_p2p.node")
+
+MemberEvent = MemberUp | MemberSuspect | MemberDown | MemberLeft
+
+
+class NodeError(RuntimeError):
+    """The node was used in a way it cannot serve (not started, wrong thread, ...)."""
+
+
+def default_node_id() -> str:
+    """A readable, unique id: the host name plus a random suffix."""
+    host = socket.gethostname().split(".")[0] or "node"
+    return f"{host}-{uuid.uuid4().hex[:6]}"
+
+
+class Node:
+    """One member of a cluster, driven by asyncio.
+
+    `async with Node(cluster="plant-7", seeds=["10.0.0.5:7946"]) as node:` joins, replicates,
+    and leaves gracefully on exit.
+    """
+
+    def __init__(
+        self,
+        cluster: str = "default",
+        node_id: str | None = None,
+        listen: str = "127.0.0.1:0",
+        discovery: str | Discovery | None = None,
+        seeds: Iterable[str] = (),
+        config: Config | None = None,
+        key: bytes | str | None = None,
+        key_file: str | Path | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        http: str | None = None,
+        advertise: str | None = None,
+        mdns_interfaces: list[str] | None = None,
+    ) -> None:
+        if not isinstance(cluster, str) or not cluster:
+            raise ConfigError(f"cluster must be a non-empty str, got {cluster!r}")
+        self.cluster = cluster
+        self.node_id = node_id or default_node_id()
+        self.listen = listen
+        self.seeds = list(seeds)
+        self.keyring = _keyring(key, key_file)
+        self.config = config or (
+            Config.production() if self.keyring is not None else Config.development()
+        )
+        if self.config.profile == "production" and self.keyring is None:
+            raise ConfigError(
+                "the production profile requires a cluster key (key= or key_file=); "
+                "use Config.development() to run without one"
+            )
+        self.discovery = _discovery(discovery, self.seeds, mdns_interfaces)
+        self.metadata = dict(metadata or {})
+        self.http_listen = http
+        self.advertise = advertise
+        self.engine: Engine | None = None
+        self.driver: Driver | None = None
+        self.transport: Transport | None = None
+        self.address = ""
+        self.http_address = ""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id: int | None = None
+        self._http: Any = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Listen, start the engine and discovery, and serve HTTP if asked."""
+        if self.engine is not None:
+            raise NodeError("node already started")
+        self._loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
+        self.transport = Transport(
+            self.node_id,
+            self.cluster,
+            PROTOCOL_VERSION,
+            keyring=self.keyring,
+            limits=Limits(max_frame_bytes=self.config.max_frame_bytes),
+            on_frame=lambda peer, body: self._require_driver().on_frame(peer, body),
+            on_peer_up=lambda peer, address: self._require_driver().on_peer_up(peer, address),
+            on_peer_down=None,
+            on_refused=lambda reason, detail: self._require_driver().on_refused(reason, detail),
+        )
+        self.address = await self.transport.start(self.listen, advertise=self.advertise)
+        self.engine = Engine(
+            self.node_id, self.config, random.Random(), self.address, self.metadata
+        )
+        self.driver = Driver(self.engine, self.transport)
+        self.driver.start()
+        if self.discovery is not None:
+            me = Announcement(self.cluster, self.node_id, self.address, PROTOCOL_VERSION)
+            self._spawn(self.discovery.run(me, self._found), "discovery")
+        if self.http_listen:
+            from foundation_p2p.runtime.http import serve
+
+            self._http, self.http_address = await serve(self, self.http_listen)
+        log.info("node %s of cluster %r listening on %s", self.node_id, self.cluster, self.address)
+
+    async def stop(self, leave: bool = True) -> None:
+        """Leave gracefully (unless `leave=False`), then close everything."""
+        if self.engine is None or self.driver is None or self.transport is None:
+            return
+        if leave:
+            self.driver.leave()
+            await asyncio.sleep(0.05)  # let the farewell frames reach the socket
+        self.driver.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.discovery is not None:
+            await self.discovery.close()
+        if self._http is not None:
+            await self._http.cleanup()
+            self._http = None
+        await self.transport.close()
+        self.engine = None
+
+    # --- the application's view ---------------------------------------------------------------
+
+    def replica(self, name: str, cls: type[Any], **options: Any) -> ReplicaHandle[Any]:
+        """A live handle on replica `name`; its mutators write locally and replicate."""
+        engine, driver = self._require_engine(), self._require_driver()
+        crdt = engine.replica(name, cls, **options)
+        return ReplicaHandle(
+            name,
+            crdt,
+            driver.local_write,
+            lambda: engine.timestamp(time.time()),
+            self._check_loop_thread,
+        )
+
+    def members(self) -> dict[str, Status]:
+        """`{node_id: "alive"|"suspect"|"dead"|"left"}`, this node included."""
+        return self._require_engine().members()
+
+    def on_member_change(self, callback: Callable[[MemberEvent], object]) -> Callable[[], None]:
+        """Call `callback(event)` on MemberUp/Suspect/Down/Left; returns an unsubscribe function."""
+
+        def listener(event: Event) -> None:
+            if isinstance(event, MemberUp | MemberSuspect | MemberDown | MemberLeft):
+                callback(event)
+
+        return self._require_driver().subscribe(listener)
+
+    async def join(self, address: str, timeout: float = 5.0) -> str:
+        """Dial a peer by address now; return its node id."""
+        transport = self._require_transport()
+        return await transport.connect(address, timeout=timeout)
+
+    async def leave(self) -> None:
+        """Leave the cluster gracefully and stop."""
+        await self.stop(leave=True)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The engine's counters (refusals, probes, rounds, ...)."""
+        return dict(self._require_engine().counters)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _found(self, candidate: Candidate) -> None:
+        transport = self.transport
+        if transport is None or candidate.address == self.address:
+            return
+        if candidate.node_id is not None and candidate.node_id in transport.peers():
+            return
+        if candidate.address in transport.peers().values():
+            return
+        self._spawn(self._dial(candidate.address), f"dial {candidate.address}")
+
+    async def _dial(self, address: str) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        try:
+            await transport.connect(address, timeout=5.0)
+        except Exception as exc:  # a candidate that does not answer is normal
+            log.debug("could not reach candidate %s: %s", address, exc)
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _check_loop_thread(self) -> None:
+        if self._thread_id is not None and threading.get_ident() != self._thread_id:
+            raise NodeError(
+                "replicas of an asyncio Node are used from its event-loop thread only; "
+                "from other threads use foundation_p2p.start(), whose handles are thread-safe"
+            )
+
+    def _require_engine(self) -> Engine:
+        if self.engine is None:
+            raise NodeError("node is not started: use `async with Node(...)` or `await start()`")
+        return self.engine
+
+    def _require_driver(self) -> Driver:
+        if self.driver is None:
+            raise NodeError("node is not started")
+        return self.driver
+
+    def _require_transport(self) -> Transport:
+        if self.transport is None:
+            raise NodeError("node is not started")
+        return self.transport
+
+
+def _keyring(key: bytes | str | None, key_file: str | Path | None) -> Keyring | None:
+    if key is not None and key_file is not None:
+        raise ConfigError("give key= or key_file=, not both")
+    if key_file is not None:
+        key = load_key_file(key_file)
+    if key is None:
+        return None
+    keyring = Keyring()
+    keyring.install(key)
+    keyring.use(key)
+    return keyring
+
+
+def _discovery(
+    discovery: str | Discovery | None, seeds: list[str], mdns_interfaces: list[str] | None
+) -> Discovery | None:
+    if discovery is None:
+        return StaticDiscovery(seeds) if seeds else None
+    if not isinstance(discovery, str):
+        return discovery
+    if discovery == "static":
+        if not seeds:
+            raise ConfigError("discovery='static' needs seeds=['host:port', ...]")
+        return StaticDiscovery(seeds)
+    if discovery == "mdns":
+        from transport.discovery.mdns import MdnsDiscovery
+
+        return MdnsDiscovery(interfaces=mdns_interfaces)
+    raise ConfigError(f"discovery must be 'static', 'mdns' or a Discovery object, got {discovery!r}")

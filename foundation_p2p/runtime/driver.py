@@ -1,0 +1,149 @@
+"""The asyncio driver: real time and a real transport around the sans-IO engine.
+
+Everything here runs on one event loop. The engine is called only from this loop, with
+`now = time.time()`; its outputs go to the transport as encoded frames, and frames from the
+transport come back to the engine decoded. Timers: one `call_later` for the engine's next
+deadline, re-armed after every engine call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from foundation_p2p.engine import (
+    Engine,
+    Event,
+    Output,
+    ProtocolErrorEvent,
+    RemoteProtocolError,
+    Send,
+    decode,
+    encode,
+)
+
+log = logging.getLogger("foundation_p2p.runtime")
+
+
+class TransportLike(Protocol):
+    """What the driver needs from `transport.tcp.Transport`."""
+
+    def send(self, peer_id: str, body: bytes, address: str | None = None) -> bool:
+        """Queue a frame for a peer (dialing it if needed); False if dropped."""
+        ...
+
+
+class Driver:
+    """Feeds the engine real time and the transport's frames; sends what the engine emits."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        transport: TransportLike,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.transport = transport
+        self.clock = clock
+        self._listeners: list[Callable[[Event], None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin ticking on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        self._handle(self.engine.tick(self.clock()))
+
+    def stop(self) -> None:
+        """Stop ticking (the transport is closed by its owner)."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def on_frame(self, peer: str, body: bytes) -> None:
+        """A frame from a peer: decode it and give it to the engine."""
+        if self._closed:
+            return
+        try:
+            message = decode(body)
+        except RemoteProtocolError as exc:
+            self._handle(self.engine.refuse(peer, exc))
+            return
+        self._handle(self.engine.receive(self.clock(), peer, message))
+
+    def on_peer_up(self, peer: str, address: str) -> None:
+        """A connection completed its handshake: the engine syncs with that peer."""
+        if not self._closed:
+            self._handle(self.engine.join(self.clock(), peer, address))
+
+    def on_refused(self, reason: str, detail: str) -> None:
+        """The transport refused a connection or frame: count it like an engine refusal."""
+        self.engine.counters[f"refused.{reason}"] += 1
+        self._emit(ProtocolErrorEvent("", reason, detail))
+
+    def join(self, peer: str, address: str) -> None:
+        """Contact a peer whose id is known (from a handshake or discovery)."""
+        self._handle(self.engine.join(self.clock(), peer, address))
+
+    def local_write(self, replica: str, delta: Any) -> None:
+        """Replicate a delta already applied to a local replica."""
+        self._handle(self.engine.local_write(replica, delta, self.clock()))
+
+    def leave(self) -> None:
+        """Announce a graceful departure."""
+        self._handle(self.engine.leave(self.clock()))
+
+    def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        """Call `listener(event)` for every engine event; returns an unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    # --- outputs ------------------------------------------------------------------------------
+
+    def _handle(self, outputs: list[Output]) -> None:
+        membership = self.engine.membership
+        for output in outputs:
+            if isinstance(output, Send):
+                body = encode(output.message)
+                if not self.transport.send(output.dst, body, membership.address_of(output.dst)):
+                    self.engine.counters["send.dropped"] += 1
+            else:
+                self._emit(output)
+        self._arm()
+
+    def _emit(self, event: Event) -> None:
+        if isinstance(event, ProtocolErrorEvent):
+            log.warning("refused from %s: %s %s", event.src or "?", event.reason, event.detail)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # an application callback must not stop the node
+                log.exception("event listener failed on %r", event)
+
+    def _arm(self) -> None:
+        if self._closed or self._loop is None:
+            return
+        deadline = self.engine.next_deadline()
+        if deadline is None or deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_later(max(0.0, deadline - self.clock()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if not self._closed:
+            self._handle(self.engine.tick(self.clock()))
