@@ -1,6 +1,7 @@
 """Discovery strategies: where candidate peers come from."""
 
 from transport.discovery.base import Announcement, Candidate, Discovery, Found, parse_address
+from transport.discovery.mdns import MdnsDiscovery
 from transport.discovery.static import StaticDiscovery
 
 __all__ = [
@@ -8,6 +9,7 @@ __all__ = [
     "Candidate",
     "Discovery",
     "Found",
+    "MdnsDiscovery",
     "StaticDiscovery",
     "parse_address",
 ]
