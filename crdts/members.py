@@ -187,20 +187,21 @@ class MemberTable:
         for node, mine in self._digest.items():
             known = theirs.get(node)
             if known is not None:
+                if mine == known:  # the common case, compared in C
+                    continue
                 if (
                     type(known) is not list
                     or len(known) != 3
-                    or not all(type(field) is int for field in known)
+                    or not all(type(f) is int for f in known)
                 ):
                     raise DecodeError("members digest entry: expected [incarnation, rank, crc]")
-                if mine == known:
-                    continue
                 held = (mine[0], mine[1])
                 if held < (known[0], known[1]) or (
                     held == (known[0], known[1]) and mine[2] == known[2]
                 ):
                     continue
-            delta._put(node, self._members[node])
+            delta._members[node] = self._members[node]
+            delta._digest[node] = mine
         return delta
 
     def split(self, max_entries: int) -> list[MemberTable]:

@@ -50,8 +50,9 @@ class RumourQueue:
             else:
                 self._sent[rumour.node] = transmits + 1
                 self._buckets.setdefault(transmits + 1, {})[rumour.node] = rumour
-        for transmits in [t for t, b in self._buckets.items() if not b]:
-            del self._buckets[transmits]
+        for transmits, _ in chosen:
+            if transmits in self._buckets and not self._buckets[transmits]:
+                del self._buckets[transmits]
         return tuple(rumour for _, rumour in chosen)
 
     def pending(self) -> list[Rumour]:
