@@ -188,6 +188,5 @@ async def serve(node: Node, listen: str) -> tuple[web.AppRunner, str]:
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-    bound = sockets[0].getsockname() if sockets else (host, port)
+    bound = runner.addresses[0] if runner.addresses else (host, port)
     return runner, f"{bound[0]}:{bound[1]}"
