@@ -165,7 +165,10 @@ def _node(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stopping.set)
         async with node:
             http = f" http={node.http_address}" if node.http_address else ""
-            print(f"node {node.node_id} cluster={node.cluster} listen={node.address}{http}", flush=True)
+            print(
+                f"node {node.node_id} cluster={node.cluster} listen={node.address}{http}",
+                flush=True,
+            )
             await stopping.wait()
             print(f"node {node.node_id} leaving", flush=True)
 

@@ -274,4 +274,6 @@ def _discovery(
         from transport.discovery.mdns import MdnsDiscovery
 
         return MdnsDiscovery(interfaces=mdns_interfaces)
-    raise ConfigError(f"discovery must be 'static', 'mdns' or a Discovery object, got {discovery!r}")
+    raise ConfigError(
+        f"discovery must be 'static', 'mdns' or a Discovery object, got {discovery!r}"
+    )

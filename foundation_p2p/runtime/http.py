@@ -34,7 +34,9 @@ def _json_default(value: Any) -> Any:
 
 
 def _reply(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=_json_default))
+    return web.json_response(
+        data, status=status, dumps=lambda d: json.dumps(d, default=_json_default)
+    )
 
 
 def _error(status: int, message: str) -> web.Response:
