@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -132,3 +133,84 @@ async def test_misuse_is_refused_clearly():
     node = Node(cluster="p")
     with pytest.raises(NodeError, match="not started"):
         node.members()
+
+
+async def test_nodes_find_each_other_by_mdns_on_loopback():
+    tag = f"mdns-{uuid.uuid4().hex[:8]}"  # concurrent runs on this host stay apart
+    nodes = [
+        Node(
+            cluster=tag,
+            node_id=f"m{i}",
+            discovery="mdns",
+            mdns_interfaces=["127.0.0.1"],  # never multicast on the machine's real interface
+            config=fast(),
+        )
+        for i in range(3)
+    ]
+    for node in nodes:
+        await node.start()
+    try:
+        await eventually(lambda: all(len(n.members()) == 3 for n in nodes), 20.0)
+        await eventually(lambda: all(set(n.members().values()) == {"alive"} for n in nodes))
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+async def test_key_rotation_across_a_running_cluster_loses_nothing():
+    from transport import generate_key, key_to_text
+
+    old, new = key_to_text(generate_key()), key_to_text(generate_key())
+    nodes = await cluster(3, key=old)
+    try:
+        counter = [0]
+
+        def write() -> None:
+            counter[0] += 1
+            nodes[counter[0] % 3].replica("hits", PNCounter).increment(1)
+
+        write()
+        for node in nodes:  # 1. every node accepts the new key...
+            assert node.keyring is not None
+            node.keyring.install(new)
+        write()
+        for node in nodes:  # 2. ...then sends with it...
+            assert node.keyring is not None
+            node.keyring.use(new)
+        write()
+        await asyncio.sleep(0.3)
+        for node in nodes:  # 3. ...then the old key is dropped
+            assert node.keyring is not None
+            node.keyring.remove(old)
+        write()
+        await eventually(lambda: all(n.replica("hits", PNCounter).value == 4 for n in nodes))
+        assert all(set(n.members().values()) == {"alive"} for n in nodes)
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+async def test_a_valid_frame_of_an_unknown_type_is_refused_and_the_node_serves_on():
+    import msgpack
+
+    from foundation_p2p.engine import PROTOCOL_VERSION
+    from transport import Transport
+
+    nodes = await cluster(2)
+    rogue = Transport("rogue", "it", PROTOCOL_VERSION, on_frame=lambda peer, body: None)
+    await rogue.start("127.0.0.1:0")
+    try:
+        peer = await rogue.connect(nodes[0].address)
+        assert peer == "n0"
+        rogue.send("n0", msgpack.packb([PROTOCOL_VERSION, 99, "who knows"]))
+        rogue.send("n0", b"\xc1\xc1 not msgpack")
+        rogue.send("n0", msgpack.packb([PROTOCOL_VERSION + 7, 1, 1, "n0", []]))
+        await eventually(lambda: nodes[0].counters.get("refused.unknown_type", 0) == 1)
+        await eventually(lambda: nodes[0].counters.get("refused.malformed", 0) == 1)
+        await eventually(lambda: nodes[0].counters.get("refused.version", 0) == 1)
+        nodes[1].replica("hits", PNCounter).increment(3)
+        await eventually(lambda: nodes[0].replica("hits", PNCounter).value == 3)
+    finally:
+        await rogue.close()
+        for node in nodes:
+            await node.stop()
