@@ -80,7 +80,9 @@ def normalize_value(value: Any, _depth: int = 0) -> Any:
     bytes), list/tuple (read back as list), dict with str/int/bytes keys.
     """
     kind = type(value)
-    if value is None or kind is bool or kind is float or kind is str:
+    if kind is str:
+        return check_text(value)
+    if value is None or kind is bool or kind is float:
         return value
     if kind is int:
         if not INT64_MIN <= value <= UINT64_MAX:
@@ -107,6 +109,16 @@ def normalize_value(value: Any, _depth: int = 0) -> Any:
     raise TypeError(f"a {kind.__name__} cannot be replicated; use msgpack-able values")
 
 
+def check_text(text: str) -> str:
+    """`text` if it can be encoded as UTF-8 (msgpack's str); ValueError for lone surrogates."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"string {text!r:.40} is not valid Unicode: {exc.reason}") from None
+    return text
+
+
 def _plain(value: bool | int | float | str | bytes) -> bool | int | float | str | bytes:
     """The builtin value behind an enum or other subclass of a builtin scalar."""
     if isinstance(value, bool):
@@ -123,7 +135,9 @@ def _plain(value: bool | int | float | str | bytes) -> bool | int | float | str 
 def normalize_key(key: Any, _depth: int = 0) -> Hashable:
     """Return a set element or map key in its replicated, hashable form (lists become tuples)."""
     kind = type(key)
-    if key is None or kind is bool or kind is str or kind is bytes:
+    if kind is str:
+        return check_text(key)
+    if key is None or kind is bool or kind is bytes:
         return key  # type: ignore[no-any-return]
     if kind is int:
         if not INT64_MIN <= key <= UINT64_MAX:
@@ -172,19 +186,20 @@ def value_from_wire(obj: WireValue) -> Any:
 
 def fingerprint_of(*parts: WireValue) -> bytes:
     """A stable 64-bit hash of wire values, whatever order their maps were built in."""
-    packed = msgpack.packb([_canonical(part) for part in parts], use_bin_type=True)
+    packed = msgpack.packb([canonical(part) for part in parts], use_bin_type=True)
     return hashlib.blake2b(packed, digest_size=8).digest()
 
 
-def _canonical(value: WireValue) -> WireValue:
+def canonical(value: WireValue) -> WireValue:
+    """Maps as sorted [key, value] pairs, recursively: equal values, equal encodings."""
     if isinstance(value, dict):
         try:
             items = sorted(value.items())
         except TypeError:  # keys of mixed types: order by type, then by repr
             items = sorted(value.items(), key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
-        return [[key, _canonical(item)] for key, item in items]
+        return [[key, canonical(item)] for key, item in items]
     if isinstance(value, list | tuple):
-        return [_canonical(item) for item in value]
+        return [canonical(item) for item in value]
     return value
 
 

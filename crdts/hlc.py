@@ -67,6 +67,7 @@ class HLC:
 
     def now(self, wall_ms: int) -> Timestamp:
         """A timestamp for a local event, strictly greater than every earlier one."""
+        _check_wall(wall_ms)
         last = self._last
         if wall_ms > last.wall_ms:
             self._last = Timestamp(wall_ms, 0, self.node)
@@ -77,6 +78,7 @@ class HLC:
     def observe(self, remote: Timestamp, wall_ms: int) -> Timestamp:
         """Advance past a timestamp received from a peer; return the new local timestamp."""
         Timestamp.checked(remote)
+        _check_wall(wall_ms)
         if self.max_drift_ms is not None and remote.wall_ms - wall_ms > self.max_drift_ms:
             raise ClockDriftError(
                 f"remote timestamp from {remote.node!r} is {remote.wall_ms - wall_ms} ms ahead "
@@ -100,3 +102,8 @@ class HLC:
         if counter >= MAX_COUNTER:
             raise ClockDriftError("logical counter exhausted: the wall clock has not moved")
         return counter + 1
+
+
+def _check_wall(wall_ms: object) -> None:
+    if type(wall_ms) is not int or not 0 <= wall_ms <= INT64_MAX:
+        raise ValueError(f"wall_ms must be an int in [0, 2**63), got {wall_ms!r}")

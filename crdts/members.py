@@ -18,7 +18,9 @@ from crdts.base import (
     INT64_MAX,
     DecodeError,
     WireValue,
+    canonical,
     check_replica,
+    check_text,
     decoding,
     expect_dict,
     expect_header,
@@ -47,7 +49,8 @@ class Member(NamedTuple):
         return (self.incarnation, STATUS_RANK[self.status], self._details())
 
     def _details(self) -> bytes:
-        return bytes(msgpack.packb([self.address, dict(self.metadata)]))
+        # canonical (sorted) so that equal metadata built in another key order compares equal
+        return bytes(msgpack.packb(canonical([self.address, dict(self.metadata)])))
 
     def details_crc(self) -> int:
         """A checksum of address and metadata, for digests."""
@@ -103,12 +106,8 @@ class MemberTable:
         metadata: Mapping[str, Any] | None = None,
     ) -> MemberTable:
         """Record that `node` is alive at `incarnation`; return the delta (empty if not news)."""
-        meta = normalize_value(dict(metadata or {}))
-        if not all(type(k) is str for k in meta):
-            raise TypeError("member metadata keys must be str")
-        if type(address) is not str:
-            raise TypeError(f"address must be a str, got {type(address).__name__}")
-        return self._claim(node, Member(_incarnation(incarnation), "alive", address, meta))
+        member = _checked(Member(incarnation, "alive", address, dict(metadata or {})))
+        return self._claim(node, member)
 
     def suspect(self, node: str, incarnation: int) -> MemberTable:
         """Record that `node` is suspected at `incarnation`."""
@@ -129,10 +128,7 @@ class MemberTable:
 
     def claim(self, node: str, member: Member) -> MemberTable:
         """Record `member` as news about `node` if it beats what is known; return the delta."""
-        if member.status not in STATUS_RANK:
-            raise ValueError(f"unknown member status {member.status!r}")
-        _incarnation(member.incarnation)
-        return self._claim(node, member)
+        return self._claim(node, _checked(member))
 
     def _claim(self, node: str, member: Member) -> MemberTable:
         check_replica(node)
@@ -178,7 +174,7 @@ class MemberTable:
 
     def digest(self) -> dict[str, list[int]]:
         """`{node: [incarnation, status rank, details crc]}` (kept up to date as news arrives)."""
-        return dict(self._digest)
+        return {node: list(entry) for node, entry in self._digest.items()}
 
     def delta_since(self, digest: Any) -> MemberTable:
         """The members whose news is ahead of, or different from, `digest`."""
@@ -262,6 +258,21 @@ class MemberTable:
 
     def __repr__(self) -> str:
         return f"MemberTable({self.value!r})"
+
+
+def _checked(member: Member) -> Member:
+    """A member with valid fields and its metadata normalized; TypeError/ValueError otherwise."""
+    if member.status not in STATUS_RANK:
+        raise ValueError(f"unknown member status {member.status!r}")
+    if type(member.address) is not str:
+        raise TypeError(f"address must be a str, got {type(member.address).__name__}")
+    check_text(member.address)
+    if not isinstance(member.metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping, got {type(member.metadata).__name__}")
+    meta = normalize_value(dict(member.metadata))
+    if not all(type(k) is str for k in meta):
+        raise TypeError("member metadata keys must be str")
+    return Member(_incarnation(member.incarnation), member.status, member.address, meta)
 
 
 def _digest_entry(member: Member) -> list[int]:
