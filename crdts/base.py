@@ -109,6 +109,11 @@ def normalize_value(value: Any, _depth: int = 0) -> Any:
     raise TypeError(f"a {kind.__name__} cannot be replicated; use msgpack-able values")
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Value equality that also holds for NaN (NaN != NaN in Python): compares encodings."""
+    return bool(a == b) or msgpack.packb(canonical(a)) == msgpack.packb(canonical(b))
+
+
 def check_text(text: str) -> str:
     """`text` if it can be encoded as UTF-8 (msgpack's str); ValueError for lone surrogates."""
     if not text.isascii():
@@ -132,29 +137,45 @@ def _plain(value: bool | int | float | str | bytes) -> bool | int | float | str 
     return bytes(value)
 
 
-def normalize_key(key: Any, _depth: int = 0) -> Hashable:
-    """Return a set element or map key in its replicated, hashable form (lists become tuples)."""
+def normalize_key(key: Any) -> Hashable:
+    """Return a set element or map key in its replicated form: str, bytes, int, None, or tuples
+    of these (lists become tuples). bool and float are refused: 1, 1.0 and True are one Python
+    key, and which of them a replica would read back would depend on the order of merges."""
+    return _hashable(key, 0, strict=True)
+
+
+def normalize_hashable(value: Any) -> Hashable:
+    """Like normalize_key but also accepting bool and float (for multi-value register values)."""
+    return _hashable(value, 0, strict=False)
+
+
+def _hashable(key: Any, depth: int, strict: bool) -> Hashable:
     kind = type(key)
     if kind is str:
         return check_text(key)
-    if key is None or kind is bool or kind is bytes:
+    if key is None or kind is bytes:
         return key  # type: ignore[no-any-return]
     if kind is int:
         if not INT64_MIN <= key <= UINT64_MAX:
             raise ValueError(f"int {key} is outside the 64-bit range msgpack can carry")
         return key  # type: ignore[no-any-return]
-    if kind is float:
-        if math.isnan(key):
-            raise ValueError("NaN is not equal to itself and cannot be a key or set element")
+    if kind is bool or kind is float:
+        if strict:
+            raise TypeError(
+                f"{key!r} cannot be a key or set element: 1, 1.0 and True are one Python key; "
+                "use str or int"
+            )
+        if kind is float and math.isnan(key):
+            raise ValueError("NaN is not equal to itself and cannot be a set member")
         return key  # type: ignore[no-any-return]
-    if _depth >= MAX_NESTING:
+    if depth >= MAX_NESTING:
         raise ValueError(f"key nested deeper than {MAX_NESTING} levels")
     if kind is tuple or kind is list:
-        return tuple(normalize_key(item, _depth + 1) for item in key)
+        return tuple(_hashable(item, depth + 1, strict) for item in key)
     if kind is bytearray:
         return bytes(key)
     if isinstance(key, bool | int | float | str | bytes):
-        return normalize_key(_plain(key), _depth)
+        return _hashable(_plain(key), depth, strict)
     raise TypeError(f"a {kind.__name__} cannot be a replicated key or set element")
 
 
@@ -165,10 +186,10 @@ def key_to_wire(key: Hashable) -> WireValue:
     return key
 
 
-def key_from_wire(obj: WireValue) -> Hashable:
+def key_from_wire(obj: WireValue, strict: bool = True) -> Hashable:
     """Inverse of key_to_wire; raise DecodeError for anything that is not a key."""
     try:
-        return normalize_key(obj)
+        return _hashable(obj, 0, strict)
     except (TypeError, ValueError) as exc:
         raise DecodeError(f"bad key or element: {exc}") from exc
 
@@ -191,13 +212,14 @@ def fingerprint_of(*parts: WireValue) -> bytes:
 
 
 def canonical(value: WireValue) -> WireValue:
-    """Maps as sorted [key, value] pairs, recursively: equal values, equal encodings."""
+    """The same value with every map's keys in sorted order, recursively, so that equal values
+    have equal msgpack encodings (maps stay maps: a list of pairs never collides with one)."""
     if isinstance(value, dict):
         try:
             items = sorted(value.items())
         except TypeError:  # keys of mixed types: order by type, then by repr
             items = sorted(value.items(), key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
-        return [[key, canonical(item)] for key, item in items]
+        return {key: canonical(item) for key, item in items}
     if isinstance(value, list | tuple):
         return [canonical(item) for item in value]
     return value

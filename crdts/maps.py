@@ -21,6 +21,7 @@ from crdts.base import (
     key_to_wire,
     normalize_key,
     normalize_value,
+    same_value,
     value_from_wire,
 )
 from crdts.counters import GCounter, PNCounter
@@ -266,14 +267,25 @@ class LWWEntry(NamedTuple):
     deleted: bool = False
 
     def beats(self, other: LWWEntry) -> bool:
-        """Whether this write wins over `other` (later timestamp, then higher writer id)."""
+        """Whether this write wins over `other` (later timestamp, then higher writer id; a tie
+        of both, from a misused clock, is decided by the whole encoded write)."""
         return lww_wins(
             self.ts,
             self.writer,
-            [self.deleted, self.value],
+            [self.deleted, self.value, self.expires_ms, list(self.dot)],
             other.ts,
             other.writer,
-            [other.deleted, other.value],
+            [other.deleted, other.value, other.expires_ms, list(other.dot)],
+        )
+
+    def same(self, other: LWWEntry) -> bool:
+        """Equality that holds for a NaN value too (NaN != NaN in Python)."""
+        return self == other or (
+            self.ts == other.ts
+            and self.dot == other.dot
+            and self.writer == other.writer
+            and same_value(self.value, other.value)
+            and (self.expires_ms, self.deleted) == (other.expires_ms, other.deleted)
         )
 
     def expired(self, now_ms: int) -> bool:
@@ -498,7 +510,8 @@ class LWWMap:
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, LWWMap)
-            and self._entries == other._entries
+            and self._entries.keys() == other._entries.keys()
+            and all(e.same(other._entries[k]) for k, e in self._entries.items())
             and self._context == other._context
         )
 

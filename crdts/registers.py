@@ -18,8 +18,9 @@ from crdts.base import (
     fingerprint_of,
     key_from_wire,
     key_to_wire,
-    normalize_key,
+    normalize_hashable,
     normalize_value,
+    same_value,
     value_from_wire,
 )
 from crdts.dots import (
@@ -143,7 +144,7 @@ class LWWRegister:
         return (
             isinstance(other, LWWRegister)
             and (self._ts, self._writer) == (other._ts, other._writer)
-            and self._value == other._value
+            and same_value(self._value, other._value)
         )
 
     def __repr__(self) -> str:
@@ -173,7 +174,7 @@ class MVRegister:
 
     def set(self, value: Any) -> MVRegister:
         """Write `value`, superseding every value seen so far; return the delta."""
-        value = normalize_key(value)
+        value = normalize_hashable(value)
         dot = self._context.next_dot(self.replica)
         delta = MVRegister(self.replica)
         delta._entries = {dot: value}
@@ -231,7 +232,9 @@ class MVRegister:
         _, _, replica, context, flat = expect_header(obj, cls.TAG, cls.VERSION, 5)
         out = cls(expect_str(replica, "mvregister replica"))
         out._context = DotContext.from_wire(context)
-        out._entries = entries_from_wire(flat, out._context, "mvregister", key_from_wire)
+        out._entries = entries_from_wire(
+            flat, out._context, "mvregister", lambda item: key_from_wire(item, strict=False)
+        )
         return out
 
     def __eq__(self, other: object) -> bool:
