@@ -54,7 +54,7 @@ class ORMap(Generic[V]):
     VERSION = 1
     value_types: ClassVar[dict[str, type[Any]]] = {}
 
-    __slots__ = ("_context", "_dots", "_keys", "_views", "replica", "value_type")
+    __slots__ = ("_context", "_dots", "_keys", "_lineage", "_views", "replica", "value_type")
 
     def __init__(self, replica: str, value_type: type[V]) -> None:
         self.replica = check_replica(replica)
@@ -68,6 +68,7 @@ class ORMap(Generic[V]):
         self._keys: dict[Hashable, set[Dot]] = {}
         self._context = DotContext()
         self._views: dict[Hashable, V] = {}
+        self._lineage: dict[Hashable, str] = {}  # local: the nested replica id we write under
 
     @classmethod
     def register_value_type(cls, value_type: type[Any]) -> type[Any]:
@@ -105,8 +106,8 @@ class ORMap(Generic[V]):
             self._views[key] = view
         return view
 
-    def _new_value(self) -> V:
-        return cast(Callable[..., V], self.value_type)(replica=self.replica)
+    def _new_value(self, replica: str | None = None) -> V:
+        return cast(Callable[..., V], self.value_type)(replica=replica or self.replica)
 
     def update(self, key: Any, mutate: Callable[[V], object]) -> ORMap[V]:
         """Apply `mutate` to the nested value at `key` (created empty if absent); return the delta.
@@ -115,8 +116,16 @@ class ORMap(Generic[V]):
         """
         key = normalize_key(key)
         current = self.get(key)
-        nested = current.copy() if current is not None else self._new_value()
+        lineage = self._lineage.get(key) if current is not None else None
+        if lineage is None:
+            # A key (re)created here writes its nested value under a fresh replica id, so it
+            # can never reuse a nested dot or counter slot of a value removed before.
+            lineage = f"{self.replica}.{self._context.max(self.replica) + 1}"
+        nested = self._new_value(lineage)
+        if current is not None:
+            nested.merge(current)
         mutate(nested)
+        self._lineage[key] = lineage
         dot = self._context.next_dot(self.replica)
         old = self._keys.get(key, set())
         delta = ORMap(self.replica, self.value_type)
@@ -137,6 +146,7 @@ class ORMap(Generic[V]):
         delta = ORMap(self.replica, self.value_type)
         dots = self._keys.pop(key, None)
         self._views.pop(key, None)
+        self._lineage.pop(key, None)
         if dots:
             delta._context = DotContext.of(dots)
             for dot in dots:

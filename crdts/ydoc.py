@@ -2,6 +2,15 @@
 
 The digest is the Yjs state vector and a delta is a Yjs update (bytes). A pycrdt Doc is safe
 from one thread at a time only: the owner of a YDoc keeps it on one thread.
+
+Three things pycrdt 0.14 leaves to us, handled here:
+- an update whose dependencies have not arrived waits inside the Doc, but `get_update()`
+  leaves it out and yrs may integrate only part of it later; YDoc keeps such updates itself
+  (`_pending`), re-applies them with every merge, and includes them in what it sends;
+- the same content can be encoded with different block splits, so equality and fingerprints
+  compare a canonical re-encoding;
+- the first varint of an update or state vector is a count that yrs allocates for before
+  checking it, so absurd counts are refused before pycrdt sees the bytes.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pycrdt import Array, Doc, Map, Text, TransactionEvent, merge_updates
+from pycrdt import get_state as update_state
 
 from crdts.base import (
     DecodeError,
@@ -32,18 +42,101 @@ def _is_interrupt(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit)
 
 
+def _leading_count(data: bytes) -> int:
+    """The first unsigned LEB128 varint of `data` (capped, so a hostile one stays cheap)."""
+    value = shift = 0
+    for byte in data[:10]:
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value
+        shift += 7
+    return value
+
+
+def _check_count(data: bytes, what: str) -> None:
+    """Refuse a leading count the input could not hold (each entry takes at least 2 bytes)."""
+    if _leading_count(data) > len(data) // 2:
+        raise DecodeError(f"ydoc {what}: leading count exceeds what {len(data)} bytes can hold")
+
+
+def _pycrdt(call: Callable[[], R], what: str) -> R:
+    """Run a pycrdt call on peer bytes; its panics and errors become DecodeError."""
+    try:
+        return call()
+    except BaseException as exc:  # pycrdt panics surface as pyo3 PanicException
+        if _is_interrupt(exc):
+            raise
+        raise DecodeError(f"ydoc {what}: {exc}") from None
+
+
+def _single_client_start(update: bytes) -> tuple[int, int] | None:
+    """(client, start clock) of a Yjs v1 update holding structs of exactly one client."""
+    pos = 0
+
+    def varint() -> int:
+        nonlocal pos
+        value = shift = 0
+        while True:
+            byte = update[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+
+    try:
+        if varint() != 1:
+            return None
+        varint()  # number of structs
+        client = varint()
+        return client, varint()
+    except IndexError:
+        return None
+
+
+def _decode_state(vector: bytes) -> dict[int, int]:
+    """A state vector as {client: clock}."""
+    pos, out = 0, {}
+
+    def varint() -> int:
+        nonlocal pos
+        value = shift = 0
+        while True:
+            byte = vector[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+
+    for _ in range(varint()):
+        client = varint()
+        out[client] = varint()
+    return out
+
+
 class YDoc:
     """A replicated Yjs document: merge() takes updates, transact() returns the local delta."""
 
     TAG = "ydoc"
     VERSION = 1
 
-    __slots__ = ("__weakref__", "_captured", "_doc", "_subscription", "replica")
+    __slots__ = (
+        "__weakref__",
+        "_captured",
+        "_doc",
+        "_pending",
+        "_subscription",
+        "_unsent",
+        "replica",
+    )
 
     def __init__(self, replica: str, client_id: int | None = None) -> None:
         self.replica = check_replica(replica)
         self._doc: Doc[Any] = Doc() if client_id is None else Doc(client_id=client_id)
         self._captured: list[bytes] = []
+        self._pending: list[bytes] = []  # updates waiting for their dependencies
+        self._unsent: list[bytes] = []  # local changes of a transaction that raised
         self._subscription = self._doc.observe(self._on_transaction)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
@@ -56,8 +149,8 @@ class YDoc:
 
     @property
     def value(self) -> dict[str, Any]:
-        """Every root type that has been declared with get(), as plain Python values."""
-        return {name: root.to_py() for name, root in self._doc._roots.items()}
+        """Every root declared here with get(), as plain Python values."""
+        return {name: root.to_py() for name, root in self._doc._roots.items() if root is not None}
 
     def get(self, name: str, type: type[R]) -> R:
         """The root shared type `name` (a pycrdt Map, Array or Text), created if needed."""
@@ -66,39 +159,99 @@ class YDoc:
         return self._doc.get(name, type=type)  # type: ignore[no-any-return]
 
     def transact(self, change: Callable[[Doc[Any]], object], origin: str = "local") -> bytes:
-        """Run `change(doc)` in one transaction and return the update it made (the delta)."""
+        """Run `change(doc)` in one transaction and return the update it made (the delta).
+
+        If `change` raises, what it changed before the error cannot be rolled back in Yjs: it
+        is kept and shipped with the next delta. A pycrdt panic (e.g. an int beyond 64 bits)
+        becomes a ValueError.
+        """
         self._captured.clear()
-        with self._doc.transaction(origin=origin):
-            change(self._doc)
-        updates, self._captured = self._captured, []
+        try:
+            with self._doc.transaction(origin=origin):
+                change(self._doc)
+        except Exception:
+            self._unsent.extend(self._captured)
+            self._captured.clear()
+            raise
+        except BaseException as exc:
+            self._unsent.extend(self._captured)
+            self._captured.clear()
+            if _is_interrupt(exc):
+                raise
+            raise ValueError(f"pycrdt refused the change: {exc}") from None
+        updates = self._unsent + self._captured
+        self._unsent, self._captured = [], []
         if not updates:
             return EMPTY_UPDATE
         return updates[0] if len(updates) == 1 else bytes(merge_updates(*updates))
 
     def merge(self, other: YDoc | bytes | bytearray) -> None:
         """Apply a Yjs update (bytes) or a whole other YDoc; DecodeError on a bad update."""
-        update = other.full_update() if isinstance(other, YDoc) else other
-        if not isinstance(update, bytes | bytearray):
+        if isinstance(other, YDoc):
+            update = other.full_update()
+        elif isinstance(other, bytes | bytearray):
+            update = bytes(other)
+        else:
             raise TypeError(f"merge takes a YDoc or update bytes, got {type(other).__name__}")
+        _check_count(update, "update")
+        _pycrdt(lambda: update_state(update), "update")  # validates the bytes without applying
         self._captured.clear()
         try:
-            with self._doc.transaction(origin=REMOTE_ORIGIN):
-                self._doc.apply_update(bytes(update))
-        except BaseException as exc:  # pycrdt panics surface as pyo3 PanicException
-            if _is_interrupt(exc):
-                raise
-            raise DecodeError(f"ydoc: not a valid Yjs update: {exc}") from None
+            if self._integrable(update):
+                _pycrdt(lambda: self._settle(update), "update")
+                self._drain_pending()
+            else:
+                self._pending.append(update)
         finally:
             self._captured.clear()
 
+    def _integrable(self, update: bytes) -> bool:
+        """Whether the doc already has what a one-client update builds on (its start clock).
+
+        Updates that wait inside yrs for a dependency are not reliably integrated later
+        (pycrdt 0.14), so such an update is held here until its turn.
+        """
+        start = _single_client_start(update)
+        if start is None:
+            return True
+        client, clock = start
+        return _decode_state(bytes(self._doc.get_state())).get(client, 0) >= clock
+
+    def _settle(self, update: bytes) -> bool:
+        """Apply an update; keep it pending (for re-application and resending) unless the
+        document now covers everything in it. Return whether it was fully taken in."""
+        self._apply(update)
+        have = _decode_state(bytes(self._doc.get_state()))
+        need = _decode_state(bytes(update_state(update)))
+        taken = all(have.get(client, 0) >= clock for client, clock in need.items())
+        if not taken and update not in self._pending:
+            self._pending.append(update)
+        return taken
+
+    def _drain_pending(self) -> None:
+        progress = True
+        while progress and self._pending:
+            progress = False
+            for update in list(self._pending):
+                if self._integrable(update):
+                    self._pending.remove(update)
+                    progress = self._settle(update) or progress
+
+    def _apply(self, update: bytes) -> None:
+        with self._doc.transaction(origin=REMOTE_ORIGIN):
+            self._doc.apply_update(update)
+
     def full_update(self) -> bytes:
-        """The whole document as one update."""
-        return bytes(self._doc.get_update())
+        """The whole document as one update, updates still waiting for dependencies included."""
+        state = bytes(self._doc.get_update())
+        extra = self._pending + self._unsent
+        return bytes(merge_updates(state, *extra)) if extra else state
 
     def copy(self) -> YDoc:
         """An independent replica with the same content (a new Yjs client id)."""
         out = YDoc(self.replica)
-        out.merge(self.full_update())
+        for update in [bytes(self._doc.get_update()), *self._pending, *self._unsent]:
+            out.merge(update)
         return out
 
     def digest(self) -> bytes:
@@ -109,36 +262,45 @@ class YDoc:
         """The update a replica with state vector `digest` lacks; DecodeError on a bad vector."""
         if not isinstance(digest, bytes | bytearray):
             raise DecodeError(f"ydoc digest: expected bytes, got {type(digest).__name__}")
-        try:
-            return bytes(self._doc.get_update(bytes(digest)))
-        except BaseException as exc:
-            if _is_interrupt(exc):
-                raise
-            raise DecodeError(f"ydoc digest: not a valid state vector: {exc}") from None
+        vector = bytes(digest)
+        _check_count(vector, "state vector")
+        delta = _pycrdt(lambda: bytes(self._doc.get_update(vector)), "state vector")
+        extra = self._pending + self._unsent
+        return bytes(merge_updates(delta, *extra)) if extra else delta
 
     def fingerprint(self) -> bytes:
-        """A hash of the whole document (a state vector misses deletions)."""
-        return fingerprint_of(self.full_update())
+        """A hash of the whole document, in a canonical encoding."""
+        return fingerprint_of(self._canonical())
+
+    def _canonical(self) -> bytes:
+        # Re-encoding through a fresh Doc squashes blocks the same way for equal content.
+        fresh: Doc[Any] = Doc()
+        fresh.apply_update(self.full_update())
+        return bytes(fresh.get_update())
 
     def to_wire(self) -> WireValue:
-        """`["ydoc", 1, replica, full update bytes]`."""
-        return [self.TAG, self.VERSION, self.replica, self.full_update()]
+        """`["ydoc", 1, replica, integrated update, [updates waiting for dependencies]]`."""
+        pending = [*self._pending, *self._unsent]
+        return [self.TAG, self.VERSION, self.replica, bytes(self._doc.get_update()), pending]
 
     @classmethod
     def from_wire(cls, obj: WireValue) -> YDoc:
         """Decode `to_wire` output; DecodeError on anything else."""
-        _, _, replica, update = expect_header(obj, cls.TAG, cls.VERSION, 4)
+        _, _, replica, update, pending = expect_header(obj, cls.TAG, cls.VERSION, 5)
         replica = expect_str(replica, "ydoc replica")
         if not replica:
             raise DecodeError("ydoc: empty replica id")
-        if not isinstance(update, bytes | bytearray):
-            raise DecodeError(f"ydoc: expected update bytes, got {type(update).__name__}")
+        if not isinstance(pending, list | tuple):
+            raise DecodeError("ydoc: pending updates must be a list")
         out = cls(replica)
-        out.merge(update)
+        for item in [update, *pending]:
+            if not isinstance(item, bytes | bytearray):
+                raise DecodeError(f"ydoc: expected update bytes, got {type(item).__name__}")
+            out.merge(bytes(item))
         return out
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, YDoc) and self.full_update() == other.full_update()
+        return isinstance(other, YDoc) and self._canonical() == other._canonical()
 
     def __repr__(self) -> str:
         return f"YDoc({self.replica!r}, state={self.digest().hex()})"

@@ -1,0 +1,225 @@
+"""YDoc: a pycrdt (Yjs) document behind the CRDT interface.
+
+Random-bytes fuzzing of merge/delta_since is in test_wire_fuzz.py; values Yjs cannot hold
+(2**64, tuple dict keys) are in test_bad_input.py, where they show that YDoc.transact lets a
+pyo3 PanicException (a BaseException, not an Exception) escape instead of a ValueError.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from crdt_strategies import canonical_update, declare_roots, same
+from pycrdt import Array, Map, Text
+
+from crdts import EMPTY_UPDATE, DecodeError, YDoc
+
+
+def set_key(doc: YDoc, key: str, value: object) -> bytes:
+    """Set m[key] = value in one transaction; return the delta."""
+    return doc.transact(lambda _: doc.get("m", Map).__setitem__(key, value))
+
+
+def test_ydoc_as_in_the_issue() -> None:
+    a, b = YDoc("a"), YDoc("b")
+    delta = a.transact(lambda doc: a.get("settings", Map).__setitem__("mode", "auto"))
+    assert isinstance(delta, bytes) and delta != EMPTY_UPDATE
+    assert b.merge(delta) is None
+    assert b.get("settings", Map)["mode"] == "auto"
+    assert isinstance(a.digest(), bytes)
+    catch_up = a.delta_since(b.digest())
+    assert isinstance(catch_up, bytes)
+    b.merge(catch_up)
+    assert a == b
+    assert a.transact(lambda doc: None) == EMPTY_UPDATE  # nothing changed: an empty update
+    b.merge(a)  # a whole YDoc merges too
+    assert b.get("settings", Map).to_py() == {"mode": "auto"}
+
+
+def test_delta_since_brings_a_late_replica_up_to_date() -> None:
+    a, late = YDoc("a", client_id=1), YDoc("late", client_id=2)
+    set_key(a, "x", 1)
+    late.merge(a.delta_since(late.digest()))
+    a.transact(lambda _: a.get("t", Text).insert(0, "hello"))
+    a.transact(lambda _: a.get("l", Array).extend([1, 2, 3]))
+    late.merge(a.delta_since(late.digest()))
+    for doc in (a, late):
+        assert str(doc.get("t", Text)) == "hello" and doc.get("l", Array).to_py() == [1, 2, 3]
+    assert same(a, late)
+
+
+def test_get_takes_only_yjs_root_types() -> None:
+    with pytest.raises(TypeError):
+        YDoc("a").get("m", dict)  # type: ignore[arg-type]
+
+
+def test_merge_and_delta_since_reject_non_bytes() -> None:
+    doc = YDoc("a")
+    with pytest.raises(TypeError):
+        doc.merge("not bytes")  # type: ignore[arg-type]
+    with pytest.raises(DecodeError):
+        doc.delta_since("not bytes")
+    with pytest.raises(DecodeError):
+        doc.merge(b"\xff\xff\xff")
+
+
+def test_from_wire_rejects_bad_input() -> None:
+    good = YDoc("a").to_wire()
+    for bad in [None, [], good[:3], ["ydoc", 2, "a", good[3]], ["ydoc", 1, "", good[3]],
+                ["ydoc", 1, "a", "text"], ["ydoc", 1, 5, good[3]], ["gcounter", 1, "a", {}],
+                ["ydoc", 1, "a", b"\x05\x00"]]:  # fmt: skip
+        with pytest.raises(DecodeError):
+            YDoc.from_wire(bad)
+
+
+def test_value_after_merging_a_remote_change_to_an_undeclared_root() -> None:
+    """BUG: YDoc.value reads pycrdt's Doc._roots, which also lists roots that arrived in a
+    remote update but were never declared locally -- as None -- and then calls
+    None.to_py(): AttributeError. `value` is documented to cover the declared roots."""
+    a, b = YDoc("a"), YDoc("b")
+    b.merge(set_key(a, "x", 1))
+    assert b.value == {}  # nothing declared on b yet
+    b.get("m", Map)
+    assert b.value == {"m": {"x": 1.0}}
+
+
+def concurrent_inserts() -> YDoc:
+    """A document where one client's two inserts are split by another client's insert."""
+    b, a = YDoc("b", client_id=1), YDoc("a", client_id=2)
+    for d in (a, b):
+        declare_roots(d)
+    b.transact(lambda _: b.get("a", Array).insert(0, None))
+    a.merge(b)
+    b.transact(lambda _: b.get("a", Array).insert(1, None))
+    a.transact(lambda _: a.get("a", Array).insert(1, None))
+    joined = b.copy()
+    joined.merge(a)
+    return joined
+
+
+def test_copy_equals_original_after_concurrent_inserts() -> None:
+    """BUG: YDoc.__eq__ (and fingerprint()) compare raw full_update() bytes, but Yjs may
+    encode the same content with different block splits (a copy squashes adjacent blocks
+    of one client that the original keeps apart), so `x.copy() == x` is False and equal
+    replicas have different fingerprints. Compare a canonical form instead (e.g. the update
+    re-encoded by a fresh Doc, as the tests' `canonical_update` does)."""
+    x = concurrent_inserts()
+    copy = x.copy()
+    assert canonical_update(copy) == canonical_update(x)  # same content ...
+    assert copy == x  # ... so equal
+    assert copy.fingerprint() == x.fingerprint()
+
+
+def three_updates() -> list[bytes]:
+    """Three consecutive updates of one client (each depends on the one before)."""
+    src = YDoc("src", client_id=1)
+    return [set_key(src, "x", None), set_key(src, "x", 1), set_key(src, "y", None)]
+
+
+def test_updates_delivered_in_any_order_converge() -> None:
+    """BUG (pycrdt 0.14 / yrs pending updates): when two updates of one client arrive
+    before the one they depend on, the document keeps only part of them once the missing
+    update arrives, so replicas that got the same deltas in different orders differ for
+    good. YDoc.merge promises deltas merge in any order; it could keep the updates it
+    could not integrate itself and re-apply them, merged, with the next update."""
+    updates = three_updates()
+    in_order = YDoc("in-order")
+    for u in updates:
+        in_order.merge(u)
+    for order in ([2, 1, 0], [1, 2, 0]):
+        doc = YDoc("shuffled")
+        for i in order:
+            doc.merge(updates[i])
+        assert same(doc, in_order), f"order {order} lost updates"
+        assert doc.get("m", Map).to_py() == {"x": 1.0, "y": None}
+
+
+def test_wire_round_trip_keeps_pending_updates() -> None:
+    """BUG: an update whose dependencies have not arrived waits inside the Yjs document, but
+    full_update() (so to_wire() and copy()) leaves it out: a replica restored from its wire
+    encoding, or copied, loses it, and applying the missing dependency later no longer
+    brings it back."""
+    first, second, _ = three_updates()
+    doc = YDoc("a")
+    doc.merge(second)  # waits for `first`
+    restored, copied = YDoc.from_wire(doc.to_wire()), doc.copy()
+    for d in (doc, restored, copied):
+        d.merge(first)
+    assert doc.get("m", Map).to_py() == {"x": 1.0}
+    assert same(restored, doc)
+    assert same(copied, doc)
+
+
+def test_delta_since_carries_what_a_full_merge_carries() -> None:
+    """BUG: another face of the pending-update problem. A document holding an update whose
+    dependency is missing sometimes puts it in full_update() (behind a Yjs 'skip'), so
+    merging the whole YDoc delivers it, but get_update(state_vector) -- delta_since() --
+    never does: `b + a.delta_since(b.digest())` then lacks something `b + a` has. (Found by
+    test_laws[ydoc]; whether full_update() includes the pending update depends on its
+    content, see test_wire_round_trip_keeps_pending_updates for the opposite case.)"""
+    first, _, third = three_updates()
+    a, b = YDoc("a"), YDoc("b")
+    a.merge(third)  # waits for the second update
+    b.merge(first)
+    via_delta = b.copy()
+    via_delta.merge(a.delta_since(b.digest()))
+    via_full = b.copy()
+    via_full.merge(a)
+    assert same(via_delta, via_full)
+
+
+def test_failed_transaction_does_not_lose_its_changes() -> None:
+    """BUG: if `change` raises half-way, the edits made before the error stay in the local
+    document (Yjs cannot roll back) but no delta carries them: transact raises, and the
+    next transact starts by clearing what was captured. A peer fed only the returned deltas
+    then never converges (the next update even waits forever for the lost one). Either
+    undo the partial change or ship it with the next delta."""
+    doc, peer = YDoc("a", client_id=1), YDoc("b", client_id=2)
+
+    def half_done(_: object) -> None:
+        m = doc.get("m", Map)
+        m["ok"] = 1
+        m["bad"] = object()
+
+    with pytest.raises(TypeError):
+        doc.transact(half_done)
+    peer.merge(set_key(doc, "next", 2))
+    assert same(peer, doc)
+
+
+HOSTILE_PROBE = textwrap.dedent(
+    """
+    import resource
+    from crdts import DecodeError, YDoc
+
+    doc = YDoc("x")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for call in (doc.delta_since, doc.merge):
+        try:
+            call(bytes.fromhex("c2aed472"))
+        except DecodeError:
+            pass
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB on Linux")
+def test_hostile_leading_count_is_rejected_cheaply() -> None:
+    """BUG (DoS): the first varint of a Yjs update or state vector is a count that yrs
+    pre-allocates for. Four bytes (c2 ae d4 72: 2**28 clients) make merge() and
+    delta_since() allocate and touch ~0.5 GB and take ~1 s before failing; eight bytes get
+    ~1 GB. YDoc sits on the wire boundary: it should reject a count larger than the input
+    could hold (each entry needs >= 2 bytes) before calling pycrdt. Measured in a fresh
+    process as peak-RSS growth."""
+    env = {**os.environ, "RUST_BACKTRACE": "0"}
+    probe = subprocess.run(
+        [sys.executable, "-c", HOSTILE_PROBE], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    growth_mib = int(probe.stdout.strip()) / 1024
+    assert growth_mib < 64, f"4 hostile bytes made the process grow by {growth_mib:.0f} MiB"
