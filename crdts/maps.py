@@ -68,7 +68,8 @@ class ORMap(Generic[V]):
         self._keys: dict[Hashable, set[Dot]] = {}
         self._context = DotContext()
         self._views: dict[Hashable, V] = {}
-        self._lineage: dict[Hashable, str] = {}  # local: the nested replica id we write under
+        # local, not replicated: per key, the nested replica id we write under and our last write
+        self._lineage: dict[Hashable, tuple[str, V]] = {}
 
     @classmethod
     def register_value_type(cls, value_type: type[Any]) -> type[Any]:
@@ -109,6 +110,22 @@ class ORMap(Generic[V]):
     def _new_value(self, replica: str | None = None) -> V:
         return cast(Callable[..., V], self.value_type)(replica=replica or self.replica)
 
+    def _continuing_lineage(self, key: Hashable, current: V | None) -> str:
+        """The nested replica id this replica writes `key` under.
+
+        It stays the same while the key's value still holds everything we last wrote; if a
+        remove took some of it away, a fresh id starts, so no nested dot or counter slot is
+        ever issued twice with different content.
+        """
+        known = self._lineage.get(key)
+        if current is not None and known is not None:
+            lineage, last_written = known
+            probe = current.copy()
+            probe.merge(last_written)
+            if probe == current:
+                return lineage
+        return f"{self.replica}.{self._context.max(self.replica) + 1}"
+
     def update(self, key: Any, mutate: Callable[[V], object]) -> ORMap[V]:
         """Apply `mutate` to the nested value at `key` (created empty if absent); return the delta.
 
@@ -116,16 +133,12 @@ class ORMap(Generic[V]):
         """
         key = normalize_key(key)
         current = self.get(key)
-        lineage = self._lineage.get(key) if current is not None else None
-        if lineage is None:
-            # A key (re)created here writes its nested value under a fresh replica id, so it
-            # can never reuse a nested dot or counter slot of a value removed before.
-            lineage = f"{self.replica}.{self._context.max(self.replica) + 1}"
+        lineage = self._continuing_lineage(key, current)
         nested = self._new_value(lineage)
         if current is not None:
             nested.merge(current)
         mutate(nested)
-        self._lineage[key] = lineage
+        self._lineage[key] = (lineage, nested.copy())
         dot = self._context.next_dot(self.replica)
         old = self._keys.get(key, set())
         delta = ORMap(self.replica, self.value_type)

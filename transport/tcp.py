@@ -187,6 +187,21 @@ class Transport:
             raise HandshakeError("closed", "the transport is closed")
         return await self._dial_once(address, timeout)
 
+    def disconnect(self, peer_id: str) -> bool:
+        """Abort the connection to a peer the layer above gave up on (declared dead).
+
+        A partition drops packets silently, so TCP keeps a stuck connection open for minutes;
+        without this, retries to the peer would queue behind it instead of dialing afresh.
+        """
+        peer = self._peers.get(peer_id)
+        if peer is None or peer.active is None:
+            return False
+        connection = peer.active
+        peer.queue.clear()
+        self.counters["disconnected"] += 1
+        connection.abort()
+        return True
+
     def peers(self) -> dict[str, str]:
         """Connected peers: node id -> the listen address it advertised."""
         return {

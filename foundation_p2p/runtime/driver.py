@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from foundation_p2p.engine import (
     Engine,
     Event,
+    MemberDown,
     Output,
     ProtocolErrorEvent,
     RemoteProtocolError,
@@ -33,6 +34,10 @@ class TransportLike(Protocol):
 
     def send(self, peer_id: str, body: bytes, address: str | None = None) -> bool:
         """Queue a frame for a peer (dialing it if needed); False if dropped."""
+        ...
+
+    def disconnect(self, peer_id: str) -> bool:
+        """Abort the connection to a peer; later sends dial afresh."""
         ...
 
 
@@ -123,6 +128,9 @@ class Driver:
         self._arm()
 
     def _emit(self, event: Event) -> None:
+        if isinstance(event, MemberDown):
+            # a connection to a dead member may be stuck behind a partition: retries redial
+            self.transport.disconnect(event.node)
         if isinstance(event, ProtocolErrorEvent):
             log.warning("refused from %s: %s %s", event.src or "?", event.reason, event.detail)
         for listener in list(self._listeners):

@@ -150,6 +150,7 @@ def check_against(kind: Kind, decoded: Any, valid: Any) -> None:
     assert join(valid, decoded.delta_since(packed_round_trip(valid.digest()))).digest() is not None
 
 
+@scaled(0.5)
 @given(wire_objects)
 def test_from_wire_on_random_objects_raises_only_decode_error(obj: Any) -> None:
     for decoder in DECODERS:
