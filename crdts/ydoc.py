@@ -69,6 +69,18 @@ def _pycrdt(call: Callable[[], R], what: str) -> R:
         raise DecodeError(f"ydoc {what}: {exc}") from None
 
 
+def _rehearse(base: bytes, update: bytes) -> None:
+    """Apply an update to a scratch copy of the document first: a malformed update can leave a
+    Doc in a state that panics later (yrs 0.28), so it must fail here, not in the replica.
+    This costs a copy of the document per merge; see docs/architecture.md."""
+    update_state(update)
+    scratch: Doc[Any] = Doc()
+    scratch.apply_update(base)
+    scratch.apply_update(update)
+    scratch.get_update()
+    scratch.get_state()
+
+
 def _single_client_start(update: bytes) -> tuple[int, int] | None:
     """(client, start clock) of a Yjs v1 update holding structs of exactly one client."""
     pos = 0
@@ -194,7 +206,8 @@ class YDoc:
         else:
             raise TypeError(f"merge takes a YDoc or update bytes, got {type(other).__name__}")
         _check_count(update, "update")
-        _pycrdt(lambda: update_state(update), "update")  # validates the bytes without applying
+        base = bytes(self._doc.get_update())
+        _pycrdt(lambda: _rehearse(base, update), "update")
         self._captured.clear()
         try:
             if self._integrable(update):
