@@ -81,6 +81,25 @@ def _rehearse(base: bytes, update: bytes) -> None:
     scratch.get_state()
 
 
+def validate_update(update: bytes) -> None:
+    """Check peer bytes before building a document for them (a YDoc, once made, is never freed
+    by pycrdt 0.14: its observer ties the Doc to itself outside Python's collector)."""
+    _check_count(update, "update")
+    _pycrdt(lambda: _rehearse(EMPTY_UPDATE, update), "update")
+
+
+def _merged_or_none(update: bytes, extra: list[bytes]) -> bytes | None:
+    """`update` merged with `extra`, if yrs can merge them into bytes it can also read back."""
+    try:
+        merged = bytes(merge_updates(update, *extra)) if extra else update
+        Doc().apply_update(merged)
+        return merged
+    except BaseException as exc:
+        if _is_interrupt(exc):
+            raise
+        return None
+
+
 def _single_client_start(update: bytes) -> tuple[int, int] | None:
     """(client, start clock) of a Yjs v1 update holding structs of exactly one client."""
     pos = 0
@@ -256,9 +275,8 @@ class YDoc:
 
     def full_update(self) -> bytes:
         """The whole document as one update, updates still waiting for dependencies included."""
-        state = bytes(self._doc.get_update())
-        extra = self._pending + self._unsent
-        return bytes(merge_updates(state, *extra)) if extra else state
+        state = _pycrdt(lambda: bytes(self._doc.get_update()), "document")
+        return self._with_pending(state)
 
     def copy(self) -> YDoc:
         """An independent replica with the same content (a new Yjs client id)."""
@@ -278,8 +296,26 @@ class YDoc:
         vector = bytes(digest)
         _check_count(vector, "state vector")
         delta = _pycrdt(lambda: bytes(self._doc.get_update(vector)), "state vector")
+        return self._with_pending(delta)
+
+    def _with_pending(self, update: bytes) -> bytes:
+        """`update` merged with the updates still waiting for dependencies. A waiting update
+        that yrs cannot merge with ours is corrupt and can never integrate: it is dropped."""
         extra = self._pending + self._unsent
-        return bytes(merge_updates(delta, *extra)) if extra else delta
+        if not extra:
+            return update
+        merged = _merged_or_none(update, extra)
+        if merged is not None:
+            return merged
+        kept = []
+        for item in extra:
+            if _merged_or_none(update, [item]) is not None:
+                kept.append(item)
+            elif item in self._pending:
+                self._pending.remove(item)
+            else:
+                self._unsent.remove(item)
+        return _merged_or_none(update, kept) or update
 
     def fingerprint(self) -> bytes:
         """A hash of the whole document, in a canonical encoding."""

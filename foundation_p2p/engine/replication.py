@@ -32,6 +32,7 @@ from crdts import (
     Timestamp,
     YDoc,
 )
+from crdts.ydoc import validate_update
 from foundation_p2p.config import Config
 from foundation_p2p.engine.errors import LocalProtocolError, RemoteProtocolError
 from foundation_p2p.engine.events import Outbox, PushAcked, ReplicaChanged
@@ -418,6 +419,10 @@ class Replication:
     def _adopt(self, tag: str, delta: Any) -> Any:
         """A new local replica, under our own replica id, holding a peer's first delta."""
         if tag == YDoc.TAG:
+            try:
+                validate_update(delta)  # before a YDoc exists: a refused one would leak
+            except DecodeError as exc:
+                raise RemoteProtocolError("bad_delta", str(exc)) from None
             replica: Any = YDoc(self.replica_id)
         elif tag == ORMap.TAG:
             replica = ORMap(self.replica_id, delta.value_type)
