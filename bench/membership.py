@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,7 +243,7 @@ class SerfRpc:
 # --- the clusters under test -----------------------------------------------------------------
 
 
-class Cluster:
+class Cluster(ABC):
     """N processes of one system; index 0 is the seed the others join."""
 
     label = ""
@@ -266,20 +267,21 @@ class Cluster:
                 cwd=self.workdir,  # not bench/, whose transport.py would shadow the package
             )
 
+    @abstractmethod
     def command(self, i: int) -> list[str]:
-        raise NotImplementedError
+        """The command line that starts process i."""
 
+    @abstractmethod
     def ready(self, i: int) -> bool:
         """Whether process i answers its API (and, for Serf, has joined the seed)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def view(self, i: int) -> View:
         """The member table as node i sees it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def write_latency(self, seq: int) -> float | None:
         """Seconds from a write (or event) on node 0 until every other live node shows it."""
-        raise NotImplementedError
 
     def suspicion_marks(self) -> int | None:
         """Suspicions raised so far that a poll might miss (None if not observable)."""

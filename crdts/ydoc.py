@@ -15,7 +15,7 @@ Three things pycrdt 0.14 leaves to us, handled here:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from pycrdt import Array, Doc, Map, Text, TransactionEvent, merge_updates
@@ -100,49 +100,40 @@ def _merged_or_none(update: bytes, extra: list[bytes]) -> bytes | None:
         return None
 
 
-def _single_client_start(update: bytes) -> tuple[int, int] | None:
-    """(client, start clock) of a Yjs v1 update holding structs of exactly one client."""
+def _varints(data: bytes) -> Iterator[int]:
+    """The unsigned LEB128 varints of `data`, in order (IndexError past the end)."""
     pos = 0
-
-    def varint() -> int:
-        nonlocal pos
+    while True:
         value = shift = 0
         while True:
-            byte = update[pos]
+            byte = data[pos]
             pos += 1
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
-                return value
+                break
             shift += 7
+        yield value
 
+
+def _single_client_start(update: bytes) -> tuple[int, int] | None:
+    """(client, start clock) of a Yjs v1 update holding structs of exactly one client."""
+    numbers = _varints(update)
     try:
-        if varint() != 1:
+        if next(numbers) != 1:
             return None
-        varint()  # number of structs
-        client = varint()
-        return client, varint()
-    except IndexError:
+        next(numbers)  # number of structs
+        return next(numbers), next(numbers)
+    except (IndexError, RuntimeError):
         return None
 
 
 def _decode_state(vector: bytes) -> dict[int, int]:
     """A state vector as {client: clock}."""
-    pos, out = 0, {}
-
-    def varint() -> int:
-        nonlocal pos
-        value = shift = 0
-        while True:
-            byte = vector[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-            shift += 7
-
-    for _ in range(varint()):
-        client = varint()
-        out[client] = varint()
+    numbers = _varints(vector)
+    out = {}
+    for _ in range(next(numbers)):
+        client = next(numbers)
+        out[client] = next(numbers)
     return out
 
 
