@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
-from simulations.netlab import NetLab, NetLabError  # noqa: E402
+from simulations.netlab import NetLab, NetLabError, node_command  # noqa: E402
 
 HOSTS = 5
 SIDE_A, SIDE_B = (0, 1), (2, 3, 4)
@@ -52,24 +52,8 @@ class Soak:
         """Start every node and wait until all see each other alive."""
         for host in range(HOSTS):
             address = self.lab.address(host)
-            command = [
-                sys.executable,
-                "-m",
-                "foundation_p2p",
-                "node",
-                "--cluster",
-                "soak",
-                "--node-id",
-                f"n{host}",
-                "--listen",
-                f"{address}:{GOSSIP_PORT}",
-                "--http",
-                f"{address}:{HTTP_PORT}",
-                "--profile",
-                "development",
-            ]
-            if host:
-                command += ["--seeds", f"{self.lab.address(0)}:{GOSSIP_PORT}"]
+            seeds = [f"{self.lab.address(0)}:{GOSSIP_PORT}"] if host else []
+            command = node_command("soak", f"n{host}", address, GOSSIP_PORT, HTTP_PORT, seeds)
             with (self.logs / f"n{host}.log").open("wb") as log:
                 self.lab.spawn(host, command, stdout=log, stderr=log)
         self.wait(self.all_alive, START_DEADLINE, "the cluster forms")

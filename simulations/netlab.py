@@ -631,3 +631,36 @@ def _namespace_pids(namespace: str) -> list[int]:
         ["ip", "netns", "pids", namespace], capture_output=True, text=True, timeout=_COMMAND_TIMEOUT
     )
     return [int(word) for word in done.stdout.split() if word.isdigit()]
+
+
+def node_command(
+    cluster: str,
+    node_id: str,
+    address: str,
+    gossip_port: int,
+    http_port: int,
+    seeds: Sequence[str] = (),
+    mdns: bool = False,
+) -> list[str]:
+    """The `foundation-p2p node` command line for one lab host (development timings)."""
+    command = [
+        sys.executable,
+        "-m",
+        "foundation_p2p",
+        "node",
+        "--cluster",
+        cluster,
+        "--node-id",
+        node_id,
+        "--listen",
+        f"{address}:{gossip_port}",
+        "--http",
+        f"{address}:{http_port}",
+        "--profile",
+        "development",
+    ]
+    if seeds:
+        command += ["--seeds", ",".join(seeds)]
+    if mdns:
+        command.append("--mdns")
+    return command

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from simulations.netlab import NetLab, NetLabError
+from simulations.netlab import NetLab, NetLabError, node_command
 
 
 def _lab_unavailable() -> str | None:
@@ -49,26 +49,10 @@ class LabCluster:
     def start(self, host: int, seeds: Sequence[int] = (), mdns: bool = False) -> None:
         """Start the node of `host` (id n<host>); return once its HTTP API answers."""
         address = self.lab.address(host)
-        command = [
-            sys.executable,
-            "-m",
-            "foundation_p2p",
-            "node",
-            "--cluster",
-            "netlab-it",
-            "--node-id",
-            f"n{host}",
-            "--listen",
-            f"{address}:{GOSSIP_PORT}",
-            "--http",
-            f"{address}:{HTTP_PORT}",
-            "--profile",
-            "development",
-        ]
-        if seeds:
-            command += ["--seeds", ",".join(f"{self.lab.address(s)}:{GOSSIP_PORT}" for s in seeds)]
-        if mdns:
-            command.append("--mdns")
+        seed_addresses = [f"{self.lab.address(s)}:{GOSSIP_PORT}" for s in seeds or ()]
+        command = node_command(
+            "netlab-it", f"n{host}", address, GOSSIP_PORT, HTTP_PORT, seed_addresses, mdns
+        )
         with self.log(host).open("wb") as log:
             self.lab.spawn(host, command, stdout=log, stderr=log)
         self.hosts.append(host)
