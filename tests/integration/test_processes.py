@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -19,10 +21,20 @@ import pytest
 pytestmark = pytest.mark.timeout(120)
 
 
+_ports = random.Random(os.getpid())
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port below the kernel's ephemeral range, so no outgoing connection takes it."""
+    for _ in range(200):
+        port = _ports.randrange(20000, 32000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 20000-32000")
 
 
 def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
@@ -74,10 +86,28 @@ class Proc:
             "--seeds",
             ",".join(f"127.0.0.1:{p}" for p in self.seeds),
         ]
+        # A file, not a pipe: a chatty node must never block on a full pipe nobody reads.
+        self.log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command, stdout=self.log, stderr=subprocess.STDOUT, text=True
         )
-        wait_for(lambda: http("GET", f"{self.url}/health")[0] == 200)
+        try:
+            wait_for(self._healthy)
+        except AssertionError:
+            self.kill()
+            raise AssertionError(f"{self.name} never became healthy:\n{self.output()}") from None
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"{self.name} exited {self.process.returncode}:\n{self.output()}")
+        return http("GET", f"{self.url}/health")[0] == 200
+
+    def output(self) -> str:
+        """The last lines the process printed."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()[-4000:]
 
     @property
     def url(self) -> str:
