@@ -60,7 +60,48 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["development", "production"],
         help="timings preset (default: production with a key, development without)",
     )
+    node.add_argument("--data-dir", help="persist replicas, peers and identity in this directory")
+    node.add_argument(
+        "--durability",
+        choices=["batch", "always"],
+        default="batch",
+        help="commit each write before it returns (always) or once per loop turn (batch)",
+    )
+    node.add_argument(
+        "--on-corrupt",
+        choices=["fail", "start-empty"],
+        default="fail",
+        help="a corrupt data file: refuse to start, or move it aside and refill from peers",
+    )
     node.set_defaults(run=_node)
+
+    backup = commands.add_parser(
+        "backup",
+        help="write a consistent backup of every replica (from a running node or a data dir)",
+        description=(
+            "Back up a running node over its HTTP admin API (--http, --key-file) or a data "
+            "dir offline (--data-dir). The file holds every replica with its digest."
+        ),
+    )
+    source = backup.add_mutually_exclusive_group(required=True)
+    source.add_argument("--http", help="host:port of a node's HTTP API")
+    source.add_argument("--data-dir", help="a node's data directory")
+    backup.add_argument("--key-file", help="a key the node holds (for the admin token)")
+    backup.add_argument("--out", required=True, help="the backup file to write")
+    backup.set_defaults(run=_backup)
+
+    restore = commands.add_parser(
+        "restore",
+        help="create a node's data dir from a backup",
+        description="Create a data dir holding a backup's replicas; start a node on it.",
+    )
+    restore.add_argument("--in", dest="backup", required=True, help="the backup file")
+    restore.add_argument("--data-dir", required=True, help="the data directory to create")
+    restore.add_argument("--node-id", help="the id the restored node will use")
+    restore.add_argument(
+        "--overwrite", action="store_true", help="replace replicas already in the data dir"
+    )
+    restore.set_defaults(run=_restore)
 
     keys = commands.add_parser(
         "keys",
@@ -133,6 +174,7 @@ def _node(args: argparse.Namespace) -> int:
 
     from foundation_p2p.config import Config, ConfigError
     from foundation_p2p.node import Node
+    from foundation_p2p.runtime.persistence import PersistenceError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     seeds = [seed for seed in args.seeds.split(",") if seed.strip()]
@@ -153,6 +195,9 @@ def _node(args: argparse.Namespace) -> int:
             config=config,
             key_file=args.key_file,
             http=args.http,
+            data_dir=getattr(args, "data_dir", None),
+            durability=getattr(args, "durability", "batch"),
+            on_corrupt=getattr(args, "on_corrupt", "fail").replace("-", "_"),
         )
     except (ConfigError, ValueError, OSError) as exc:
         print(f"foundation-p2p node: {exc}", file=sys.stderr)
@@ -174,7 +219,7 @@ def _node(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve())
-    except OSError as exc:
+    except (OSError, PersistenceError) as exc:
         print(f"foundation-p2p node: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
@@ -211,3 +256,57 @@ def _keys(args: argparse.Namespace) -> int:
             failed = True
             print(f"{target}: {exc}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _backup(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    from foundation_p2p.runtime.persistence import (
+        PersistenceError,
+        backup_data_dir,
+        read_backup,
+        write_backup_file,
+    )
+    from transport import derive_token, load_key_file
+
+    try:
+        if args.data_dir:
+            info = backup_data_dir(args.data_dir, args.out)
+        else:
+            if not args.key_file:
+                print("foundation-p2p backup: --http needs --key-file", file=sys.stderr)
+                return EXIT_USAGE
+            token = derive_token(load_key_file(args.key_file), "admin")
+            request = urllib.request.Request(
+                f"http://{args.http}/admin/backup", headers={"Authorization": f"Bearer {token}"}
+            )
+            with urllib.request.urlopen(request, timeout=30.0) as response:
+                data = response.read()
+            read_backup(args.out, data)  # verify before writing
+            write_backup_file(args.out, data)
+            info = read_backup(args.out)[1]
+    except urllib.error.HTTPError as exc:
+        print(f"foundation-p2p backup: HTTP {exc.code} {exc.read().decode()}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, PersistenceError, ValueError) as exc:
+        print(f"foundation-p2p backup: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"backup of {info.node_id} ({len(info.replicas)} replicas) written to {args.out}")
+    for name, fingerprint in sorted(info.replicas.items()):
+        print(f"  {name}  {fingerprint}")
+    return EXIT_OK
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from foundation_p2p.runtime.persistence import PersistenceError, restore_backup
+
+    try:
+        info = restore_backup(
+            args.backup, args.data_dir, node_id=args.node_id, overwrite=args.overwrite
+        )
+    except (OSError, PersistenceError) as exc:
+        print(f"foundation-p2p restore: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"restored {len(info.replicas)} replicas from {args.backup} into {args.data_dir}")
+    return EXIT_OK

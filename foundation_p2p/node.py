@@ -26,6 +26,24 @@ from foundation_p2p.engine import (
     MemberUp,
 )
 from foundation_p2p.runtime.driver import Driver
+from foundation_p2p.runtime.persistence import (
+    DURABILITIES,
+    ON_CORRUPT,
+    BackupInfo,
+    Durability,
+    Journal,
+    Loaded,
+    OnCorrupt,
+    PersistenceError,
+    Store,
+    backup_bytes,
+    iter_replicas,
+    read_backup,
+    restore_backup,
+    restore_into,
+    stored_node_id,
+    write_backup_file,
+)
 from foundation_p2p.services.replicas import ReplicaHandle
 from transport import Keyring, Limits, Transport, load_key_file
 from transport.discovery import Announcement, Candidate, Discovery, StaticDiscovery
@@ -66,11 +84,26 @@ class Node:
         http: str | None = None,
         advertise: str | None = None,
         mdns_interfaces: list[str] | None = None,
+        data_dir: str | Path | None = None,
+        durability: Durability = "batch",
+        on_corrupt: OnCorrupt = "fail",
     ) -> None:
         if not isinstance(cluster, str) or not cluster:
             raise ConfigError(f"cluster must be a non-empty str, got {cluster!r}")
         self.cluster = cluster
         self.node_id = node_id or default_node_id()
+        # persistence: a data dir remembers the node's id, replicas, incarnation and peers
+        if durability not in DURABILITIES:
+            raise ConfigError(f"durability must be one of {DURABILITIES}, got {durability!r}")
+        if on_corrupt not in ON_CORRUPT:
+            raise ConfigError(f"on_corrupt must be one of {ON_CORRUPT}, got {on_corrupt!r}")
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        if self.data_dir is not None and node_id is None:
+            self.node_id = stored_node_id(self.data_dir) or self.node_id
+        self.durability: Durability = durability
+        self.on_corrupt: OnCorrupt = on_corrupt
+        self.journal: Journal | None = None
+        self._store: Store | None = None
         self.listen = listen
         self.seeds = list(seeds)
         self.keyring = _keyring(key, key_file)
@@ -111,6 +144,7 @@ class Node:
             raise NodeError("node already started")
         self._loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
+        loaded = self._open_store()
         self.transport = Transport(
             self.node_id,
             self.cluster,
@@ -122,11 +156,17 @@ class Node:
             on_peer_down=None,
             on_refused=lambda reason, detail: self._require_driver().on_refused(reason, detail),
         )
-        self.address = await self.transport.start(self.listen, advertise=self.advertise)
+        try:
+            self.address = await self.transport.start(self.listen, advertise=self.advertise)
+        except BaseException:
+            self._close_store()
+            raise
         self.engine = Engine(
             self.node_id, self.config, random.Random(), self.address, self.metadata
         )
         self.driver = Driver(self.engine, self.transport)
+        if loaded is not None:
+            self._attach_store(loaded)
         self.driver.start()
         if self.discovery is not None:
             me = Announcement(self.cluster, self.node_id, self.address, PROTOCOL_VERSION)
@@ -154,6 +194,7 @@ class Node:
             await self._http.cleanup()
             self._http = None
         await self.transport.close()
+        self._close_store()
         self.engine = None
 
     # --- the application's view ---------------------------------------------------------------
@@ -196,6 +237,138 @@ class Node:
     def counters(self) -> dict[str, int]:
         """The engine's counters (refusals, probes, rounds, ...)."""
         return dict(self._require_engine().counters)
+
+    # --- persistence --------------------------------------------------------------------------
+
+    async def flush_durable(self) -> None:
+        """Return once every local write so far is committed to disk (needs a data_dir)."""
+        if self.journal is None:
+            raise NodeError("durable writes need a node with a data_dir (and started)")
+        await self.journal.flush()
+
+    def backup_bytes(self) -> bytes:
+        """A consistent backup of every replica (with digests), as bytes; see `backup`."""
+        engine = self._require_engine()
+        self._check_loop_thread()
+        peers = {n: m.address for n, m in engine.membership.table.items() if n != self.node_id}
+        return backup_bytes(iter_replicas(engine), self.node_id, self.cluster, peers)
+
+    async def backup(self, path: str | Path) -> BackupInfo:
+        """Write a consistent backup of every replica to `path` (atomically); its summary."""
+        data = self.backup_bytes()
+        await asyncio.to_thread(write_backup_file, path, data)
+        return read_backup(path, data)[1]
+
+    @staticmethod
+    def restore(
+        backup: str | Path,
+        data_dir: str | Path,
+        node_id: str | None = None,
+        overwrite: bool = False,
+    ) -> BackupInfo:
+        """Create `data_dir` from a backup; `Node(data_dir=...)` then starts from its replicas."""
+        return restore_backup(backup, data_dir, node_id=node_id, overwrite=overwrite)
+
+    def _open_store(self) -> Loaded | None:
+        if self.data_dir is None:
+            return None
+        self._store = Store(self.data_dir, on_corrupt=self.on_corrupt)
+        loaded = self._store.open()
+        if loaded.cluster is not None and loaded.cluster != self.cluster:
+            self._close_store()
+            raise PersistenceError(
+                self.data_dir,
+                f"data dir belongs to cluster {loaded.cluster!r}, not {self.cluster!r}",
+            )
+        return loaded
+
+    def _attach_store(self, loaded: Loaded) -> None:
+        """Restore replicas and incarnation before the node talks; journal writes from now on."""
+        engine, driver, store = self._require_engine(), self._require_driver(), self._store
+        assert store is not None
+        restore_into(engine, loaded)
+        if loaded.node_id == self.node_id and loaded.incarnation:
+            # rejoin above whatever incarnation peers last saw (dead, suspect or left)
+            engine.membership.incarnation = loaded.incarnation
+            engine.membership.refute(loaded.incarnation)
+        if store.moved_aside:
+            engine.counters["persistence.corrupt_moved_aside"] += 1
+        engine.counters["persistence.restored_replicas"] += len(loaded.replicas)
+        self.journal = Journal(store, engine, self.cluster, self.config, self.durability)
+        self.journal.mark_changed(loaded.logged)  # the next snapshot must cover replayed rows
+        driver.journal = self.journal.record
+        driver.subscribe(self.journal.on_event)
+        self.journal.start()
+        for node, address in loaded.peers.items():  # extra join candidates
+            self._found(Candidate(address, node))
+        log.info(
+            "node %s restored %d replicas (%d log rows) from %s, incarnation %d",
+            self.node_id,
+            len(loaded.replicas),
+            loaded.log_rows,
+            store.path,
+            engine.incarnation,
+        )
+
+    def _close_store(self) -> None:
+        journal, self.journal = self.journal, None
+        store, self._store = self._store, None
+        if journal is not None:
+            try:
+                journal.close()
+            except PersistenceError as exc:  # the log still holds every committed write
+                log.error("final snapshot failed: %s", exc)
+        elif store is not None:
+            store.close()
+
+    # --- cluster services: registry, messaging, cache, placement ----------------------------
+
+    @property
+    def registry(self) -> Registry:
+        """The service registry: register instances, look them up, pick one."""
+        return self._cluster_services().registry
+
+    @property
+    def pubsub(self) -> PubSub:
+        """Publish/subscribe across the cluster."""
+        return self._cluster_services().messaging.pubsub
+
+    async def send(self, service: str, message: Any, **options: Any) -> None:
+        """Fire-and-forget `message` to one instance of `service` (see Messaging.send)."""
+        await self._cluster_services().messaging.send(service, message, **options)
+
+    async def call(
+        self, service: str, request: Any, timeout: float = 1.0, retries: int = 1, **options: Any
+    ) -> Any:
+        """Request/response with one instance of `service` (see Messaging.call)."""
+        return await self._cluster_services().messaging.call(
+            service, request, timeout=timeout, retries=retries, **options
+        )
+
+    @property
+    def cache(self) -> Cache:
+        """The default cache (mode "replicated"); open_cache() opens others."""
+        return self._cluster_services().cache("default")
+
+    def open_cache(self, name: str, **options: Any) -> Cache:
+        """The cache `name` (mode="local"|"replicated"|"partitioned", max_entries=...)."""
+        return self._cluster_services().cache(name, **options)
+
+    def singleton(self, name: str, run: Any, **options: Any) -> Singleton:
+        """Run `await run()` on exactly one connected member (quorum=, on_conflict=)."""
+        return self._cluster_services().placement.singleton(name, run, **options)
+
+    def spread(self, name: str, count: int, run: Any) -> Spread:
+        """Run `count` workers `await run(index)` spread evenly over the cluster."""
+        return self._cluster_services().placement.spread(name, count, run)
+
+    def _cluster_services(self) -> ClusterServices:
+        self._check_loop_thread()
+        if self._services is None:
+            from foundation_p2p.services.cluster_services import ClusterServices
+
+            self._services = ClusterServices(self)
+        return self._services  # type: ignore[no-any-return]
 
     # --- internals ----------------------------------------------------------------------------
 

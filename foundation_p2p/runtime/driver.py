@@ -58,6 +58,8 @@ class Driver:
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self.journal: Callable[[str, Any], None] | None = None
+        """Persistence: called with each local write before the engine replicates it."""
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -103,6 +105,8 @@ class Driver:
 
     def local_write(self, replica: str, delta: Any) -> None:
         """Replicate a delta already applied to a local replica."""
+        if self.journal is not None:
+            self.journal(replica, delta)
         self._handle(self.engine.local_write(replica, delta, self.clock()))
 
     def leave(self) -> None:

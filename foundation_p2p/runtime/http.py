@@ -164,6 +164,14 @@ def build_app(node: Node) -> web.Application:
         log.warning("key %s: %s", operation, keyring.key_id(key))
         return _reply({"keys": keyring.key_ids(), "primary": keyring.primary_id()})
 
+    @routes.get("/admin/backup")
+    async def backup(request: web.Request) -> web.Response:
+        denied = _authorize(node, request)
+        if denied is not None:
+            return denied
+        data = node.backup_bytes()  # taken on the loop in one go: a consistent cut
+        return web.Response(body=data, content_type="application/octet-stream")
+
     app.add_routes(routes)
     return app
 

@@ -100,6 +100,14 @@ class NodeThread:
         """`{node_id: status}` as this node sees it."""
         return dict(self.call(self.node.members))
 
+    def flush_durable(self, timeout: float | None = None) -> None:
+        """Return once every local write so far is committed to disk (the node has a data_dir)."""
+        self.run(self.node.flush_durable(), timeout)
+
+    def backup(self, path: str, timeout: float | None = None) -> Any:
+        """Write a consistent backup of every replica to `path`; its BackupInfo."""
+        return self.run(self.node.backup(path), timeout)
+
     @property
     def address(self) -> str:
         """The node's advertised address."""

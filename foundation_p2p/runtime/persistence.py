@@ -1,0 +1,748 @@
+"""Durability for every replica: an append-only log of local writes, snapshots, backups.
+
+One SQLite database per node (`<data_dir>/node.sqlite3`, WAL mode, `synchronous=FULL`). Every
+local write reaches the engine through `Driver.local_write`; the driver hands it to `Journal`
+first, which appends (replica, type tag, delta wire bytes) to the `log` table. With
+`durability="always"` each append is committed before the write call returns; with "batch"
+the appends of one event-loop turn are committed together. Snapshots hold each replica's full
+`to_wire()` and drop the log rows they cover, so the store stays bounded.
+
+Loading is all or nothing: every row is decoded and merged before anything reaches the
+engine; a file that is not SQLite, fails its integrity check, or holds a row that does not
+decode raises `PersistenceError` naming the file (or, with `on_corrupt="start_empty"`, is moved
+aside and the node starts empty, to be refilled by its peers).
+
+SQLite rather than pycrdt-store: the log must hold every CRDT type (maps, counters, sets and
+Yjs documents alike) plus the peer list and incarnation in one transaction, and the stdlib
+driver needs no extra dependency. Everything here runs on the node's event-loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgpack
+
+from crdts import DecodeError, ORMap, YDoc
+from foundation_p2p.engine import Engine, Event, ReplicaChanged
+from foundation_p2p.engine.replication import (
+    REPLICA_TYPES,
+    decode_delta,
+    encode_delta,
+    tag_of,
+)
+
+if TYPE_CHECKING:
+    from foundation_p2p.config import Config
+
+log = logging.getLogger("foundation_p2p.persistence")
+
+Durability = Literal["batch", "always"]
+OnCorrupt = Literal["fail", "start_empty"]
+DURABILITIES = ("batch", "always")
+ON_CORRUPT = ("fail", "start_empty")
+STORE_FILE = "node.sqlite3"
+LOCK_FILE = "LOCK"
+FORMAT_VERSION = 1
+BACKUP_MAGIC = b"FP2P-BACKUP\x00v1\n"
+_RESTORE_REPLICA = "restore~0"  # replica id of scratch CRDTs built while loading (never written)
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value ANY NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS snapshots "
+    "(name TEXT PRIMARY KEY, tag TEXT NOT NULL, wire BLOB NOT NULL, fingerprint BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS log "
+    "(seq INTEGER PRIMARY KEY, name TEXT NOT NULL, tag TEXT NOT NULL, delta BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS peers (node TEXT PRIMARY KEY, address TEXT NOT NULL)",
+)
+
+
+class PersistenceError(RuntimeError):
+    """A data file or backup cannot be read or written; `path` names the file."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+@dataclass
+class Loaded:
+    """What a store or a backup holds: full replicas (name -> (tag, CRDT)), identity, peers."""
+
+    replicas: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    node_id: str | None = None
+    cluster: str | None = None
+    incarnation: int = 0
+    peers: dict[str, str] = field(default_factory=dict)
+    log_rows: int = 0
+    logged: set[str] = field(default_factory=set)
+    """Replicas with log rows (not yet covered by a snapshot)."""
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """A backup's summary: where it is, what it holds, and each replica's fingerprint (hex)."""
+
+    path: str
+    node_id: str | None
+    cluster: str | None
+    created: float
+    replicas: dict[str, str]
+
+
+# --- encoding -----------------------------------------------------------------------------
+
+
+def _pack(value: Any) -> bytes:
+    return bytes(msgpack.packb(value, use_bin_type=True))
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def encode_state(replica: Any) -> bytes:
+    """A replica's full state as bytes (msgpack of `to_wire()`)."""
+    return _pack(replica.to_wire())
+
+
+def decode_state(tag: str, wire: bytes) -> Any:
+    """Inverse of `encode_state`; DecodeError on bad bytes or an unknown tag."""
+    cls = REPLICA_TYPES.get(tag)
+    if cls is None:
+        raise DecodeError(f"unknown replica type {tag!r}")
+    try:
+        obj = _unpack(wire)
+    except Exception as exc:  # msgpack raises several unrelated types for bad bytes
+        raise DecodeError(f"not msgpack: {exc}") from None
+    return cls.from_wire(obj)
+
+
+def _blank(tag: str, like: Any) -> Any:
+    """An empty CRDT of the type of `like` (a decoded delta or state)."""
+    if tag == ORMap.TAG:
+        return ORMap(_RESTORE_REPLICA, like.value_type)
+    return REPLICA_TYPES[tag](_RESTORE_REPLICA)
+
+
+def _fold(tag: str, state: Any, delta: Any) -> Any:
+    """Merge `delta` into `state` (None: start from an empty replica); the merged state."""
+    if state is None:
+        state = _blank(tag, delta)
+    try:
+        state.merge(delta)
+    except TypeError as exc:  # e.g. an ORMap of another value type
+        raise DecodeError(str(exc)) from None
+    return state
+
+
+def restore_into(engine: Engine, loaded: Loaded) -> None:
+    """Merge loaded replicas into a fresh engine (under its own session replica id)."""
+    for name, (tag, state) in loaded.replicas.items():
+        options = {"value_type": state.value_type} if tag == ORMap.TAG else {}
+        engine.replica(name, REPLICA_TYPES[tag], **options).merge(state)
+
+
+# --- the store ----------------------------------------------------------------------------
+
+
+class Store:
+    """One node's SQLite file: log, snapshots, peers and identity. Single-threaded."""
+
+    def __init__(self, data_dir: str | Path, on_corrupt: OnCorrupt = "fail") -> None:
+        if on_corrupt not in ON_CORRUPT:
+            raise ValueError(f"on_corrupt must be one of {ON_CORRUPT}, got {on_corrupt!r}")
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / STORE_FILE
+        self.on_corrupt = on_corrupt
+        self.moved_aside: list[Path] = []
+        self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._last_seq = 0
+
+    # --- open and load ----------------------------------------------------------------------
+
+    def open(self) -> Loaded:
+        """Lock the data dir, open (or create) the store and load it whole."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            try:
+                return self._open_and_load()
+            except PersistenceError as exc:
+                if self.on_corrupt == "fail":
+                    raise
+                self._close_db()
+                self._move_aside(exc)
+                return self._open_and_load()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_and_load(self) -> Loaded:
+        self._db = _connect(self.path)
+        loaded = load(self._db, self.path)
+        self._last_seq = self._max_seq()
+        return loaded
+
+    def _move_aside(self, error: PersistenceError) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                target = Path(f"{self.path}{suffix}.corrupt-{stamp}-{os.getpid()}")
+                source.rename(target)
+                self.moved_aside.append(target)
+        log.error(
+            "%s; moved it aside (%s) and starting empty: peers will refill this node",
+            error,
+            ", ".join(str(p) for p in self.moved_aside),
+        )
+
+    def _lock(self) -> None:
+        import fcntl
+
+        path = self.data_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise PersistenceError(
+                self.data_dir, "data dir is in use by another node (its LOCK is held)"
+            ) from None
+        self._lock_fd = fd
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def write(
+        self,
+        rows: list[tuple[str, str, bytes]],
+        meta: dict[str, Any] | None = None,
+        snapshots: Iterable[tuple[str, str, bytes, bytes]] = (),
+        peers: dict[str, str] | None = None,
+        compact: bool = False,
+    ) -> None:
+        """One durable transaction: log rows, meta values, snapshots, and (compact) log trim."""
+        db = self._require_db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            if rows:
+                db.executemany("INSERT INTO log (name, tag, delta) VALUES (?, ?, ?)", rows)
+            if meta:
+                db.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items()
+                )
+            db.executemany(
+                "INSERT OR REPLACE INTO snapshots (name, tag, wire, fingerprint) "
+                "VALUES (?, ?, ?, ?)",
+                snapshots,
+            )
+            if peers is not None:
+                db.execute("DELETE FROM peers")
+                db.executemany("INSERT INTO peers (node, address) VALUES (?, ?)", peers.items())
+            if compact:
+                db.execute("DELETE FROM log")
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise PersistenceError(self.path, f"write failed: {exc}") from exc
+
+    def log_rows(self) -> int:
+        """Rows in the log (written since the last snapshot)."""
+        row = self._require_db().execute("SELECT count(*) FROM log").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close the database and release the data dir's lock."""
+        self._close_db()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _close_db(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    def _max_seq(self) -> int:
+        row = self._require_db().execute("SELECT max(seq) FROM log").fetchone()
+        return int(row[0] or 0)
+
+    def _require_db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise PersistenceError(self.path, "store is closed")
+        return self._db
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open `path` in WAL mode with full sync, and check it; PersistenceError if it is bad."""
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise PersistenceError(path, f"cannot open: {exc}") from exc
+    try:
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise PersistenceError(path, f"cannot switch to WAL mode (got {mode!r})")
+        db.execute("PRAGMA synchronous=FULL")
+        problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise PersistenceError(path, f"integrity check failed: {'; '.join(problems[:3])}")
+        for statement in _SCHEMA:
+            db.execute(statement)
+    except sqlite3.Error as exc:
+        db.close()
+        raise PersistenceError(path, f"not a readable store: {exc}") from exc
+    except PersistenceError:
+        db.close()
+        raise
+    return db
+
+
+def load(db: sqlite3.Connection, path: Path) -> Loaded:
+    """Everything in an open store, fully decoded and merged; PersistenceError on any bad row."""
+    loaded = Loaded()
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        snapshots = db.execute("SELECT name, tag, wire, fingerprint FROM snapshots").fetchall()
+        rows = db.execute("SELECT seq, name, tag, delta FROM log ORDER BY seq").fetchall()
+        loaded.peers = dict(db.execute("SELECT node, address FROM peers").fetchall())
+    except sqlite3.Error as exc:
+        raise PersistenceError(path, f"not a readable store: {exc}") from exc
+    version = meta.get("format", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise PersistenceError(path, f"store format {version!r}; this build reads {FORMAT_VERSION}")
+    node_id, cluster, incarnation = (
+        meta.get("node_id"),
+        meta.get("cluster"),
+        meta.get("incarnation"),
+    )
+    if node_id is not None and (type(node_id) is not str or not node_id):
+        raise PersistenceError(path, f"bad node id {node_id!r} in meta")
+    if cluster is not None and type(cluster) is not str:
+        raise PersistenceError(path, f"bad cluster {cluster!r} in meta")
+    if incarnation is not None and (type(incarnation) is not int or incarnation < 0):
+        raise PersistenceError(path, f"bad incarnation {incarnation!r} in meta")
+    loaded.node_id, loaded.cluster, loaded.incarnation = node_id, cluster, incarnation or 0
+    for name, tag, wire, fingerprint in snapshots:
+        where = f"snapshot of replica {name!r}"
+        state = _decode_checked(path, where, tag, wire, fingerprint)
+        loaded.replicas[str(name)] = (tag, state)
+    ydoc_updates: dict[str, list[bytes]] = {}
+    for seq, name, tag, delta in rows:
+        where = f"log row {seq} (replica {name!r})"
+        loaded.logged.add(name)
+        held = loaded.replicas.get(name)
+        if held is not None and held[0] != tag:
+            raise PersistenceError(path, f"{where}: tagged {tag!r}, the replica is a {held[0]}")
+        try:
+            if type(delta) is not bytes or type(name) is not str or tag not in REPLICA_TYPES:
+                raise DecodeError(f"malformed row (tag {tag!r})")
+            decoded = decode_delta(tag, delta)
+            if tag == YDoc.TAG:  # many updates merge into a document at once, not one by one
+                ydoc_updates.setdefault(name, []).append(decoded)
+                if held is None:
+                    loaded.replicas[name] = (tag, YDoc(_RESTORE_REPLICA))
+                continue
+            loaded.replicas[name] = (tag, _fold(tag, held[1] if held else None, decoded))
+        except (DecodeError, KeyError, ValueError) as exc:
+            raise PersistenceError(path, f"{where} does not decode: {exc}") from None
+        loaded.log_rows += 1
+    for name, updates in ydoc_updates.items():
+        doc = loaded.replicas[name][1]
+        for update in updates:
+            try:
+                doc.merge(update)
+            except (DecodeError, ValueError) as exc:
+                raise PersistenceError(
+                    path, f"a log row of {name!r} does not decode: {exc}"
+                ) from None
+            loaded.log_rows += 1
+    return loaded
+
+
+def _decode_checked(path: str | Path, where: str, tag: Any, wire: Any, fingerprint: Any) -> Any:
+    try:
+        if type(tag) is not str or type(wire) is not bytes:
+            raise DecodeError(f"malformed row (tag {tag!r})")
+        state = decode_state(tag, wire)
+    except (DecodeError, ValueError) as exc:
+        raise PersistenceError(path, f"{where} does not decode: {exc}") from None
+    if state.fingerprint() != fingerprint:
+        raise PersistenceError(path, f"{where}: fingerprint mismatch (the data was altered)")
+    return state
+
+
+def stored_node_id(data_dir: str | Path) -> str | None:
+    """The node id a data dir was last used with (None if none, or unreadable)."""
+    path = Path(data_dir) / STORE_FILE
+    if not path.exists():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
+    except sqlite3.Error:
+        return None  # a corrupt store is reported when the node opens it
+    return row[0] if row and type(row[0]) is str and row[0] else None
+
+
+# --- the journal: the node's live connection to its store ---------------------------------
+
+
+class Journal:
+    """Records local writes, commits them as the durability mode says, takes snapshots."""
+
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        cluster: str,
+        config: Config,
+        durability: Durability = "batch",
+    ) -> None:
+        if durability not in DURABILITIES:
+            raise ValueError(f"durability must be one of {DURABILITIES}, got {durability!r}")
+        self.store = store
+        self.engine = engine
+        self.cluster = cluster
+        self.durability = durability
+        self.snapshot_interval = config.snapshot_interval
+        self.snapshot_log_rows = config.snapshot_log_rows
+        self._pending: list[tuple[str, str, bytes]] = []
+        self._dirty: set[str] = set()  # replicas changed since their snapshot
+        self._rows_since_snapshot = store.log_rows()
+        self._incarnation: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._commit_handle: asyncio.Handle | None = None
+        self._snapshot_timer: asyncio.TimerHandle | None = None
+        self._failure: PersistenceError | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Record identity now, and snapshot periodically on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self.store.write([], meta=self._meta(), peers=None)
+        self._arm_snapshot()
+
+    # --- the write path ---------------------------------------------------------------------
+
+    def record(self, replica: str, delta: Any) -> None:
+        """Log a local write (called by the driver before the engine replicates it)."""
+        if self._closed:
+            raise PersistenceError(self.store.path, "store is closed")
+        crdt = self.engine.replication.replicas.get(replica)
+        if crdt is None:
+            return  # the engine refuses it next; nothing was written
+        self._pending.append((replica, tag_of(crdt), encode_delta(delta)))
+        self._dirty.add(replica)
+        self.engine.counters["persistence.writes"] += 1
+        if self.durability == "always":
+            self.commit()
+        elif self._commit_handle is None and self._loop is not None:
+            self._commit_handle = self._loop.call_soon(self._commit_in_turn)
+
+    def mark_changed(self, names: Iterable[str]) -> None:
+        """Include these replicas in the next snapshot."""
+        self._dirty.update(names)
+
+    def on_event(self, event: Event) -> None:
+        """A remote change marks its replica for the next snapshot."""
+        if isinstance(event, ReplicaChanged) and event.origin != "local":
+            self._dirty.add(event.name)
+
+    def commit(self) -> None:
+        """Commit every pending row (and a changed incarnation) to disk now."""
+        if self._commit_handle is not None:
+            self._commit_handle.cancel()
+            self._commit_handle = None
+        if not self._pending and self._incarnation == self.engine.incarnation:
+            return
+        rows = self._pending
+        meta = self._meta() if self._incarnation != self.engine.incarnation else None
+        try:
+            self.store.write(rows, meta=meta)
+        except PersistenceError as exc:
+            self._failure = exc
+            self.engine.counters["persistence.errors"] += 1
+            raise
+        self._failure = None
+        self._pending = []
+        self.engine.counters["persistence.commits"] += 1
+        self._rows_since_snapshot += len(rows)
+        if self._rows_since_snapshot >= self.snapshot_log_rows and self._loop is not None:
+            self._loop.call_soon(self._snapshot_safely)
+
+    def _commit_in_turn(self) -> None:
+        self._commit_handle = None
+        try:
+            self.commit()
+        except PersistenceError as exc:
+            log.error("%s; retrying in 1 s (writes since are not yet durable)", exc)
+            if self._loop is not None and not self._closed:
+                self._commit_handle = self._loop.call_later(1.0, self._commit_in_turn)
+
+    async def flush(self) -> None:
+        """Return once every local write so far is committed; PersistenceError if it cannot be."""
+        self.commit()
+
+    # --- snapshots --------------------------------------------------------------------------
+
+    def snapshot(self, names: Iterable[str] | None = None) -> int:
+        """Snapshot changed replicas (and `names`; None: all), drop the log; how many written."""
+        replicas = self.engine.replication.replicas
+        chosen = set(replicas) if names is None else {n for n in names if n in replicas}
+        chosen |= self._dirty & set(replicas)
+        snapshots = [
+            (
+                name,
+                tag_of(replicas[name]),
+                encode_state(replicas[name]),
+                replicas[name].fingerprint(),
+            )
+            for name in sorted(chosen)
+        ]
+        self.store.write(
+            self._pending, meta=self._meta(), snapshots=snapshots, peers=self._peers(), compact=True
+        )
+        self._pending = []
+        self._dirty.clear()
+        self._rows_since_snapshot = 0
+        self.engine.counters["persistence.snapshots"] += 1
+        return len(snapshots)
+
+    def _snapshot_safely(self) -> None:
+        if self._closed or self._rows_since_snapshot < self.snapshot_log_rows:
+            return
+        try:
+            self.snapshot(())
+        except PersistenceError as exc:
+            self.engine.counters["persistence.errors"] += 1
+            log.error("snapshot failed: %s", exc)
+
+    def _arm_snapshot(self) -> None:
+        if self._loop is None or self._closed or self.snapshot_interval <= 0:
+            return
+        self._snapshot_timer = self._loop.call_later(self.snapshot_interval, self._periodic)
+
+    def _periodic(self) -> None:
+        if self._dirty or self._rows_since_snapshot:
+            try:
+                self.snapshot(())
+            except PersistenceError as exc:
+                self.engine.counters["persistence.errors"] += 1
+                log.error("snapshot failed: %s", exc)
+        self._arm_snapshot()
+
+    def close(self) -> None:
+        """Final snapshot (clean shutdown), then close the store."""
+        if self._closed:
+            return
+        try:
+            self.snapshot(())
+        finally:
+            self._closed = True
+            for handle in (self._commit_handle, self._snapshot_timer):
+                if handle is not None:
+                    handle.cancel()
+            self.store.close()
+
+    def _meta(self) -> dict[str, Any]:
+        self._incarnation = self.engine.incarnation
+        return {
+            "format": FORMAT_VERSION,
+            "node_id": self.engine.node_id,
+            "cluster": self.cluster,
+            "incarnation": self.engine.incarnation,
+        }
+
+    def _peers(self) -> dict[str, str]:
+        me = self.engine.node_id
+        return {
+            node: member.address
+            for node, member in self.engine.membership.table.items()
+            if node != me and member.status in ("alive", "suspect") and member.address
+        }
+
+
+# --- backups ------------------------------------------------------------------------------
+
+
+def backup_bytes(
+    replicas: Iterable[tuple[str, Any]],
+    node_id: str | None,
+    cluster: str | None,
+    peers: dict[str, str] | None = None,
+) -> bytes:
+    """A backup of `(name, replica)` pairs: magic, SHA-256 of the body, msgpack body."""
+    entries = [
+        {
+            "name": name,
+            "tag": tag_of(replica),
+            "wire": encode_state(replica),
+            "digest": _pack(replica.digest()),
+            "fingerprint": replica.fingerprint(),
+        }
+        for name, replica in replicas
+    ]
+    body = _pack(
+        {
+            "format": FORMAT_VERSION,
+            "node_id": node_id,
+            "cluster": cluster,
+            "created": time.time(),
+            "peers": dict(peers or {}),
+            "replicas": entries,
+        }
+    )
+    return BACKUP_MAGIC + hashlib.sha256(body).digest() + body
+
+
+def read_backup(path: str | Path, data: bytes | None = None) -> tuple[Loaded, BackupInfo]:
+    """Decode and verify a backup file (checksum, every replica, every digest)."""
+    if data is None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise PersistenceError(path, f"cannot read backup: {exc}") from exc
+    if not data.startswith(BACKUP_MAGIC):
+        raise PersistenceError(path, "not a foundation-p2p backup (bad magic)")
+    checksum, body = (
+        data[len(BACKUP_MAGIC) : len(BACKUP_MAGIC) + 32],
+        data[len(BACKUP_MAGIC) + 32 :],
+    )
+    if hashlib.sha256(body).digest() != checksum:
+        raise PersistenceError(path, "backup checksum mismatch (truncated or altered)")
+    try:
+        document = _unpack(body)
+        entries = document["replicas"]
+        loaded = Loaded(
+            node_id=document.get("node_id"),
+            cluster=document.get("cluster"),
+            peers=dict(document.get("peers") or {}),
+        )
+        created = float(document.get("created", 0.0))
+    except Exception as exc:  # any shape error in a checksummed body is a writer's bug
+        raise PersistenceError(path, f"backup body is malformed: {exc}") from None
+    fingerprints: dict[str, str] = {}
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        where = f"replica {name!r}"
+        if type(name) is not str:
+            raise PersistenceError(path, f"{where}: malformed entry")
+        state = _decode_checked(
+            path, where, entry.get("tag"), entry.get("wire"), entry.get("fingerprint")
+        )
+        if _pack(state.digest()) != entry.get("digest"):
+            raise PersistenceError(path, f"{where}: digest mismatch")
+        loaded.replicas[name] = (entry["tag"], state)
+        fingerprints[name] = state.fingerprint().hex()
+    info = BackupInfo(str(path), loaded.node_id, loaded.cluster, created, fingerprints)
+    return loaded, info
+
+
+def write_backup_file(path: str | Path, data: bytes) -> None:
+    """Write a backup atomically (temporary file, fsync, rename)."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise PersistenceError(path, f"cannot write backup: {exc}") from exc
+
+
+def backup_data_dir(data_dir: str | Path, out: str | Path) -> BackupInfo:
+    """A backup of a data dir taken offline (the node may be stopped or running)."""
+    path = Path(data_dir) / STORE_FILE
+    if not path.exists():
+        raise PersistenceError(path, "no store here")
+    db = _connect(path)
+    try:
+        loaded = load(db, path)
+    finally:
+        db.close()
+    states = [(name, state) for name, (_, state) in sorted(loaded.replicas.items())]
+    write_backup_file(out, backup_bytes(states, loaded.node_id, loaded.cluster, loaded.peers))
+    return read_backup(out)[1]
+
+
+def restore_backup(
+    backup: str | Path,
+    data_dir: str | Path,
+    node_id: str | None = None,
+    overwrite: bool = False,
+) -> BackupInfo:
+    """Create a data dir holding a backup's replicas; a node started on it begins from them.
+
+    The node's identity (id, incarnation) and peer list are not carried over unless `node_id`
+    is given: the data dir is for a new node, in this cluster or a new one.
+    """
+    loaded, info = read_backup(backup)
+    store = Store(data_dir)
+    held = store.open()
+    try:
+        if (held.replicas or held.log_rows) and not overwrite:
+            raise PersistenceError(store.path, "data dir already holds replicas (overwrite=False)")
+        snapshots = [
+            (name, tag, encode_state(state), state.fingerprint())
+            for name, (tag, state) in sorted(loaded.replicas.items())
+        ]
+        meta: dict[str, Any] = {"format": FORMAT_VERSION}
+        if node_id is not None:
+            meta["node_id"] = node_id
+        db = store._require_db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM snapshots")
+            db.execute("DELETE FROM log")
+            db.execute("DELETE FROM meta")
+            db.execute("DELETE FROM peers")
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise PersistenceError(store.path, f"write failed: {exc}") from exc
+        store.write([], meta=meta, snapshots=snapshots)
+    finally:
+        store.close()
+    return info
+
+
+def iter_replicas(engine: Engine) -> Iterator[tuple[str, Any]]:
+    """Every replica of an engine except the member table, by name."""
+    yield from sorted(engine.replication.replicas.items())
+
+
+__all__ = [
+    "BackupInfo",
+    "Durability",
+    "Journal",
+    "Loaded",
+    "OnCorrupt",
+    "PersistenceError",
+    "Store",
+    "backup_bytes",
+    "backup_data_dir",
+    "read_backup",
+    "restore_backup",
+    "restore_into",
+    "stored_node_id",
+    "write_backup_file",
+]
