@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crdts import Status
 from foundation_p2p.config import Config, ConfigError
@@ -47,6 +47,13 @@ from foundation_p2p.runtime.persistence import (
 from foundation_p2p.services.replicas import ReplicaHandle
 from transport import Keyring, Limits, Transport, load_key_file
 from transport.discovery import Announcement, Candidate, Discovery, StaticDiscovery
+
+if TYPE_CHECKING:
+    from foundation_p2p.services.cache import Cache
+    from foundation_p2p.services.cluster_services import ClusterServices
+    from foundation_p2p.services.messaging import PubSub
+    from foundation_p2p.services.placement import Singleton, Spread
+    from foundation_p2p.services.registry import Registry
 
 log = logging.getLogger("foundation_p2p.node")
 
@@ -128,6 +135,7 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
         self._http: Any = None
+        self._services: Any = None  # ClusterServices, created on first use
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -181,6 +189,9 @@ class Node:
         """Leave gracefully (unless `leave=False`), then close everything."""
         if self.engine is None or self.driver is None or self.transport is None:
             return
+        if self._services is not None:
+            self._services.close()
+            self._services = None
         if leave:
             self.driver.leave()
             await asyncio.sleep(0.05)  # let the farewell frames reach the socket
@@ -320,6 +331,55 @@ class Node:
                 log.error("final snapshot failed: %s", exc)
         elif store is not None:
             store.close()
+
+    # --- cluster services: registry, messaging, cache, placement ----------------------------
+
+    @property
+    def registry(self) -> Registry:
+        """The service registry: register instances, look them up, pick one."""
+        return self._cluster_services().registry
+
+    @property
+    def pubsub(self) -> PubSub:
+        """Publish/subscribe across the cluster."""
+        return self._cluster_services().messaging.pubsub
+
+    async def send(self, service: str, message: Any, **options: Any) -> None:
+        """Fire-and-forget `message` to one instance of `service` (see Messaging.send)."""
+        await self._cluster_services().messaging.send(service, message, **options)
+
+    async def call(
+        self, service: str, request: Any, timeout: float = 1.0, retries: int = 1, **options: Any
+    ) -> Any:
+        """Request/response with one instance of `service` (see Messaging.call)."""
+        return await self._cluster_services().messaging.call(
+            service, request, timeout=timeout, retries=retries, **options
+        )
+
+    @property
+    def cache(self) -> Cache:
+        """The default cache (mode "replicated"); open_cache() opens others."""
+        return self._cluster_services().cache("default")
+
+    def open_cache(self, name: str, **options: Any) -> Cache:
+        """The cache `name` (mode="local"|"replicated"|"partitioned", max_entries=...)."""
+        return self._cluster_services().cache(name, **options)
+
+    def singleton(self, name: str, run: Any, **options: Any) -> Singleton:
+        """Run `await run()` on exactly one connected member (quorum=, on_conflict=)."""
+        return self._cluster_services().placement.singleton(name, run, **options)
+
+    def spread(self, name: str, count: int, run: Any) -> Spread:
+        """Run `count` workers `await run(index)` spread evenly over the cluster."""
+        return self._cluster_services().placement.spread(name, count, run)
+
+    def _cluster_services(self) -> ClusterServices:
+        self._check_loop_thread()
+        if self._services is None:
+            from foundation_p2p.services.cluster_services import ClusterServices
+
+            self._services = ClusterServices(self)
+        return self._services  # type: ignore[no-any-return]
 
     # --- cluster services: registry, messaging, cache, placement ----------------------------
 

@@ -11,7 +11,9 @@ import msgpack
 from crdts.base import INT64_MAX
 from foundation_p2p.engine.errors import RemoteProtocolError
 from foundation_p2p.engine.messages import (
+    APP_KINDS,
     Ack,
+    AppMessage,
     Gossip,
     Message,
     Ping,
@@ -36,6 +38,7 @@ _CODES: dict[type, int] = {
     SyncDelta: 5,
     PushAck: 6,
     Gossip: 7,
+    AppMessage: 8,
 }
 
 
@@ -61,6 +64,16 @@ def encode(message: Message) -> bytes:
         ]
     elif isinstance(message, Gossip):
         fields = [_rumours_out(message.rumours)]
+    elif isinstance(message, AppMessage):
+        fields = [
+            message.kind,
+            message.channel,
+            message.payload,
+            message.target,
+            message.corr,
+            message.timeout_ms,
+            message.headers,
+        ]
     else:
         fields = [message.origin, message.seq]
     return bytes(msgpack.packb([PROTOCOL_VERSION, code, *fields], use_bin_type=True))
@@ -203,6 +216,25 @@ def _gossip(fields: list[Any]) -> Gossip:
     return Gossip(_rumours_in(rumours))
 
 
+def _app_message(fields: list[Any]) -> AppMessage:
+    kind, channel, payload, target, corr, timeout_ms, headers = _fields(fields, 7, "app")
+    if kind not in APP_KINDS or type(kind) is not int:
+        raise RemoteProtocolError("malformed", f"app: unknown kind {kind!r}")
+    if type(payload) is not bytes:
+        raise RemoteProtocolError("malformed", "app: payload must be bytes")
+    if type(headers) is not dict or not all(type(k) is str for k in headers):
+        raise RemoteProtocolError("malformed", "app: headers must be a str-keyed map")
+    return AppMessage(
+        kind,
+        _str(channel, "app channel"),
+        payload,
+        _str(target, "app target", empty=True),
+        _int(corr, "app corr"),
+        _int(timeout_ms, "app timeout_ms"),
+        headers,
+    )
+
+
 _PARSERS: dict[int, Callable[[list[Any]], Message]] = {
     1: _ping,
     2: _ack,
@@ -211,4 +243,5 @@ _PARSERS: dict[int, Callable[[list[Any]], Message]] = {
     5: _sync_delta,
     6: _push_ack,
     7: _gossip,
+    8: _app_message,
 }

@@ -17,10 +17,11 @@ from typing import Any
 from crdts import HLC, Status, Timestamp
 from foundation_p2p.config import Config
 from foundation_p2p.engine.errors import LocalProtocolError, RemoteProtocolError
-from foundation_p2p.engine.events import Outbox, Output, ProtocolErrorEvent
+from foundation_p2p.engine.events import AppReceived, Outbox, Output, ProtocolErrorEvent, Send
 from foundation_p2p.engine.membership import Membership
 from foundation_p2p.engine.messages import (
     Ack,
+    AppMessage,
     Gossip,
     Message,
     Ping,
@@ -106,6 +107,8 @@ class Engine:
                 self.replication.receive_delta(now, src, message)
             elif isinstance(message, PushAck):
                 self.replication.receive_push_ack(src, message)
+            elif isinstance(message, AppMessage):
+                self._outbox.emit(AppReceived(src, message))
             elif not isinstance(message, Gossip):
                 raise RemoteProtocolError("unknown_type", f"{type(message).__name__}")
         except RemoteProtocolError as exc:
@@ -121,6 +124,13 @@ class Engine:
         """Queue a delta already applied to a local replica for replication."""
         self.replication.local_write(self._now if now is None else now, replica_name, delta)
         return self._outbox.drain()
+
+    def send_app(self, dst: str, message: AppMessage) -> list[Output]:
+        """An application message for peer `dst` (the services' point-to-point path)."""
+        if dst == self.node_id:
+            raise LocalProtocolError("an application message to ourselves is delivered locally")
+        self.counters["sent.AppMessage"] += 1
+        return [Send(dst, message)]
 
     def next_deadline(self) -> float | None:
         """The earliest `now` at which tick() has work (None if idle)."""

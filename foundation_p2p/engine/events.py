@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from foundation_p2p.engine.messages import Message
+from foundation_p2p.engine.messages import AppMessage, Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +69,14 @@ class ProtocolErrorEvent:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class AppReceived:
+    """An application message from peer `src`, for the services to deliver."""
+
+    src: str
+    message: AppMessage
+
+
 Event = (
     MemberUp
     | MemberSuspect
@@ -77,6 +85,7 @@ Event = (
     | ReplicaChanged
     | PushAcked
     | ProtocolErrorEvent
+    | AppReceived
 )
 Output = Send | Event
 

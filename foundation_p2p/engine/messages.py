@@ -105,4 +105,29 @@ class PushAck:
     seq: int
 
 
-Message = Ping | Ack | PingReq | SyncDigest | SyncDelta | PushAck | Gossip
+@dataclass(frozen=True, slots=True)
+class AppMessage:
+    """An application message between services (send, call, reply, publish); the engine only
+    carries it. `payload` is msgpack made by the sender; `headers` carry context (traceparent)."""
+
+    kind: int
+    channel: str
+    payload: bytes
+    target: str = ""
+    """The registered instance a SEND or REQUEST is for ("" for any local one)."""
+    corr: int = 0
+    """Correlates a REQUEST with its REPLY or ERROR."""
+    timeout_ms: int = 0
+    """How long the caller waits for a REQUEST (0: no limit); the handler is cut off after it."""
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+
+APP_SEND = 0
+APP_REQUEST = 1
+APP_REPLY = 2
+APP_ERROR = 3
+APP_PUBLISH = 4
+APP_KINDS = frozenset({APP_SEND, APP_REQUEST, APP_REPLY, APP_ERROR, APP_PUBLISH})
+
+
+Message = Ping | Ack | PingReq | SyncDigest | SyncDelta | PushAck | Gossip | AppMessage

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from foundation_p2p.engine import (
+    AppMessage,
     Engine,
     Event,
     MemberDown,
@@ -108,6 +109,11 @@ class Driver:
         if self.journal is not None:
             self.journal(replica, delta)
         self._handle(self.engine.local_write(replica, delta, self.clock()))
+
+    def send_app(self, dst: str, message: AppMessage) -> None:
+        """Send an application message to peer `dst` through the engine."""
+        if not self._closed:
+            self._handle(self.engine.send_app(dst, message))
 
     def leave(self) -> None:
         """Announce a graceful departure."""
