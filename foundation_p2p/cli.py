@@ -195,9 +195,9 @@ def _node(args: argparse.Namespace) -> int:
             config=config,
             key_file=args.key_file,
             http=args.http,
-            data_dir=getattr(args, "data_dir", None),
-            durability=getattr(args, "durability", "batch"),
-            on_corrupt=getattr(args, "on_corrupt", "fail").replace("-", "_"),
+            data_dir=args.data_dir,
+            durability=args.durability,
+            on_corrupt="start_empty" if args.on_corrupt == "start-empty" else "fail",
         )
     except (ConfigError, ValueError, OSError) as exc:
         print(f"foundation-p2p node: {exc}", file=sys.stderr)

@@ -60,9 +60,10 @@ _RESTORE_REPLICA = "restore~0"  # replica id of scratch CRDTs built while loadin
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value ANY NOT NULL)",
     "CREATE TABLE IF NOT EXISTS snapshots "
-    "(name TEXT PRIMARY KEY, tag TEXT NOT NULL, wire BLOB NOT NULL, fingerprint BLOB NOT NULL)",
+    "(name TEXT PRIMARY KEY, tag TEXT NOT NULL, wire BLOB NOT NULL, checksum BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS log "
-    "(seq INTEGER PRIMARY KEY, name TEXT NOT NULL, tag TEXT NOT NULL, delta BLOB NOT NULL)",
+    "(seq INTEGER PRIMARY KEY, name TEXT NOT NULL, tag TEXT NOT NULL, delta BLOB NOT NULL, "
+    "checksum BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS peers (node TEXT PRIMARY KEY, address TEXT NOT NULL)",
 )
 
@@ -102,6 +103,11 @@ class BackupInfo:
 
 
 # --- encoding -----------------------------------------------------------------------------
+
+
+def checksum(data: bytes) -> bytes:
+    """8 bytes of BLAKE2b: SQLite pages carry no checksum, so each row carries its own."""
+    return hashlib.blake2b(data, digest_size=8).digest()
 
 
 def _pack(value: Any) -> bytes:
@@ -230,7 +236,7 @@ class Store:
         self,
         rows: list[tuple[str, str, bytes]],
         meta: dict[str, Any] | None = None,
-        snapshots: Iterable[tuple[str, str, bytes, bytes]] = (),
+        snapshots: Iterable[tuple[str, str, bytes]] = (),
         peers: dict[str, str] | None = None,
         compact: bool = False,
     ) -> None:
@@ -239,15 +245,17 @@ class Store:
         try:
             db.execute("BEGIN IMMEDIATE")
             if rows:
-                db.executemany("INSERT INTO log (name, tag, delta) VALUES (?, ?, ?)", rows)
+                db.executemany(
+                    "INSERT INTO log (name, tag, delta, checksum) VALUES (?, ?, ?, ?)",
+                    [(name, tag, delta, checksum(delta)) for name, tag, delta in rows],
+                )
             if meta:
                 db.executemany(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items()
                 )
             db.executemany(
-                "INSERT OR REPLACE INTO snapshots (name, tag, wire, fingerprint) "
-                "VALUES (?, ?, ?, ?)",
-                snapshots,
+                "INSERT OR REPLACE INTO snapshots (name, tag, wire, checksum) VALUES (?, ?, ?, ?)",
+                [(name, tag, wire, checksum(wire)) for name, tag, wire in snapshots],
             )
             if peers is not None:
                 db.execute("DELETE FROM peers")
@@ -318,8 +326,8 @@ def load(db: sqlite3.Connection, path: Path) -> Loaded:
     loaded = Loaded()
     try:
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        snapshots = db.execute("SELECT name, tag, wire, fingerprint FROM snapshots").fetchall()
-        rows = db.execute("SELECT seq, name, tag, delta FROM log ORDER BY seq").fetchall()
+        snapshots = db.execute("SELECT name, tag, wire, checksum FROM snapshots").fetchall()
+        rows = db.execute("SELECT seq, name, tag, delta, checksum FROM log ORDER BY seq").fetchall()
         loaded.peers = dict(db.execute("SELECT node, address FROM peers").fetchall())
     except sqlite3.Error as exc:
         raise PersistenceError(path, f"not a readable store: {exc}") from exc
@@ -338,13 +346,15 @@ def load(db: sqlite3.Connection, path: Path) -> Loaded:
     if incarnation is not None and (type(incarnation) is not int or incarnation < 0):
         raise PersistenceError(path, f"bad incarnation {incarnation!r} in meta")
     loaded.node_id, loaded.cluster, loaded.incarnation = node_id, cluster, incarnation or 0
-    for name, tag, wire, fingerprint in snapshots:
+    for name, tag, wire, stored in snapshots:
         where = f"snapshot of replica {name!r}"
-        state = _decode_checked(path, where, tag, wire, fingerprint)
+        _check_sum(path, where, wire, stored)
+        state = _decode(path, where, tag, wire)
         loaded.replicas[str(name)] = (tag, state)
     ydoc_updates: dict[str, list[bytes]] = {}
-    for seq, name, tag, delta in rows:
+    for seq, name, tag, delta, stored in rows:
         where = f"log row {seq} (replica {name!r})"
+        _check_sum(path, where, delta, stored)
         loaded.logged.add(name)
         held = loaded.replicas.get(name)
         if held is not None and held[0] != tag:
@@ -375,16 +385,18 @@ def load(db: sqlite3.Connection, path: Path) -> Loaded:
     return loaded
 
 
-def _decode_checked(path: str | Path, where: str, tag: Any, wire: Any, fingerprint: Any) -> Any:
+def _check_sum(path: str | Path, where: str, data: Any, stored: Any) -> None:
+    if type(data) is not bytes or checksum(data) != stored:
+        raise PersistenceError(path, f"{where}: checksum mismatch (the data was altered)")
+
+
+def _decode(path: str | Path, where: str, tag: Any, wire: Any) -> Any:
     try:
         if type(tag) is not str or type(wire) is not bytes:
             raise DecodeError(f"malformed row (tag {tag!r})")
-        state = decode_state(tag, wire)
+        return decode_state(tag, wire)
     except (DecodeError, ValueError) as exc:
         raise PersistenceError(path, f"{where} does not decode: {exc}") from None
-    if state.fingerprint() != fingerprint:
-        raise PersistenceError(path, f"{where}: fingerprint mismatch (the data was altered)")
-    return state
 
 
 def stored_node_id(data_dir: str | Path) -> str | None:
@@ -507,13 +519,7 @@ class Journal:
         chosen = set(replicas) if names is None else {n for n in names if n in replicas}
         chosen |= self._dirty & set(replicas)
         snapshots = [
-            (
-                name,
-                tag_of(replicas[name]),
-                encode_state(replicas[name]),
-                replicas[name].fingerprint(),
-            )
-            for name in sorted(chosen)
+            (name, tag_of(replicas[name]), encode_state(replicas[name])) for name in sorted(chosen)
         ]
         self.store.write(
             self._pending, meta=self._meta(), snapshots=snapshots, peers=self._peers(), compact=True
@@ -643,9 +649,9 @@ def read_backup(path: str | Path, data: bytes | None = None) -> tuple[Loaded, Ba
         where = f"replica {name!r}"
         if type(name) is not str:
             raise PersistenceError(path, f"{where}: malformed entry")
-        state = _decode_checked(
-            path, where, entry.get("tag"), entry.get("wire"), entry.get("fingerprint")
-        )
+        state = _decode(path, where, entry.get("tag"), entry.get("wire"))
+        if state.fingerprint() != entry.get("fingerprint"):
+            raise PersistenceError(path, f"{where}: fingerprint mismatch")
         if _pack(state.digest()) != entry.get("digest"):
             raise PersistenceError(path, f"{where}: digest mismatch")
         loaded.replicas[name] = (entry["tag"], state)
@@ -703,7 +709,7 @@ def restore_backup(
         if (held.replicas or held.log_rows) and not overwrite:
             raise PersistenceError(store.path, "data dir already holds replicas (overwrite=False)")
         snapshots = [
-            (name, tag, encode_state(state), state.fingerprint())
+            (name, tag, encode_state(state))
             for name, (tag, state) in sorted(loaded.replicas.items())
         ]
         meta: dict[str, Any] = {"format": FORMAT_VERSION}
