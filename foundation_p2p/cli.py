@@ -116,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--http", required=True, help="comma-separated host:port of node HTTP APIs")
     keys.add_argument("--key-file", required=True, help="a key the nodes hold (for the token)")
     keys.set_defaults(run=_keys)
+
+    status = commands.add_parser(
+        "status",
+        help="show a running node's view of the cluster (members, replicas, health)",
+        description=(
+            "Ask a node's HTTP API what it sees: members and their states, replicas with "
+            "digests and sizes, health findings. Exit code: 0 if the node answered, 1 if not."
+        ),
+    )
+    status.add_argument(
+        "--http", default="127.0.0.1:8080", help="the node's HTTP API (default: 127.0.0.1:8080)"
+    )
+    status.add_argument("--json", action="store_true", help="print the raw overview as JSON")
+    status.set_defaults(run=_status)
     return parser
 
 
@@ -222,6 +236,23 @@ def _node(args: argparse.Namespace) -> int:
     except (OSError, PersistenceError) as exc:
         print(f"foundation-p2p node: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+    import urllib.request
+
+    from foundation_p2p.runtime.dashboard import format_status
+
+    url = f"http://{args.http}/api/overview"
+    try:
+        with urllib.request.urlopen(url, timeout=5.0) as response:
+            overview = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        print(f"foundation-p2p status: no answer from {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(overview, indent=2) if args.json else format_status(overview))
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ from foundation_p2p.engine import (
     MemberUp,
 )
 from foundation_p2p.runtime.driver import Driver
+from foundation_p2p.runtime.metrics import Observer
 from foundation_p2p.runtime.persistence import (
     DURABILITIES,
     ON_CORRUPT,
@@ -243,6 +244,11 @@ class Node:
     async def leave(self) -> None:
         """Leave the cluster gracefully and stop."""
         await self.stop(leave=True)
+
+    @property
+    def observer(self) -> Observer | None:
+        """What this node observed (traffic, member history, replication lag); None if stopped."""
+        return self.driver.observer if self.driver is not None and self.engine else None
 
     @property
     def counters(self) -> dict[str, int]:

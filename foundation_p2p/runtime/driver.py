@@ -26,6 +26,7 @@ from foundation_p2p.engine import (
     decode,
     encode,
 )
+from foundation_p2p.runtime.metrics import Observer
 
 log = logging.getLogger("foundation_p2p.runtime")
 
@@ -58,6 +59,7 @@ class Driver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.observer = Observer(engine, clock)
         self._closed = False
         self.journal: Callable[[str, Any], None] | None = None
         """Persistence: called with each local write before the engine replicates it."""
@@ -86,8 +88,10 @@ class Driver:
         try:
             message = decode(body)
         except RemoteProtocolError as exc:
+            self.observer.frame_in(peer, None, len(body))
             self._handle(self.engine.refuse(peer, exc))
             return
+        self.observer.frame_in(peer, message, len(body))
         self._handle(self.engine.receive(self.clock(), peer, message))
 
     def on_peer_up(self, peer: str, address: str) -> None:
@@ -131,6 +135,7 @@ class Driver:
         for output in outputs:
             if isinstance(output, Send):
                 body = encode(output.message)
+                self.observer.frame_out(output.dst, output.message, len(body))
                 if not self.transport.send(output.dst, body, membership.address_of(output.dst)):
                     self.engine.counters["send.dropped"] += 1
             else:
@@ -138,6 +143,7 @@ class Driver:
         self._arm()
 
     def _emit(self, event: Event) -> None:
+        self.observer.event(event)
         if isinstance(event, MemberDown):
             # a connection to a dead member may be stuck behind a partition: retries redial
             self.transport.disconnect(event.node)

@@ -18,6 +18,8 @@ from aiohttp import web
 
 from crdts import LWWMap
 from foundation_p2p.engine import MEMBERS
+from foundation_p2p.runtime.dashboard import add_observability_routes
+from foundation_p2p.runtime.metrics import health_details
 
 if TYPE_CHECKING:
     from foundation_p2p.node import Node
@@ -62,6 +64,7 @@ def build_app(node: Node) -> web.Application:
                 "address": node.address,
                 "members": by_state,
                 "replicas": sorted(n for n in node._require_engine().replica_names if n != MEMBERS),
+                **health_details(node),
             }
         )
 
@@ -173,6 +176,7 @@ def build_app(node: Node) -> web.Application:
         return web.Response(body=data, content_type="application/octet-stream")
 
     app.add_routes(routes)
+    add_observability_routes(app, node)
     return app
 
 

@@ -1,0 +1,258 @@
+"""The node's operator views over HTTP: the dashboard page, its JSON feed, and /metrics.
+
+`GET /` serves a static page (foundation_p2p/runtime/static/, no build step) that polls
+`GET /api/overview` every 500 ms. `GET /metrics` is Prometheus text from the node's own
+registry. Everything is read from the engine and the observer when asked.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from foundation_p2p.engine.replication import MEMBERS
+from foundation_p2p.runtime.metrics import (
+    ObservedNode,
+    health_details,
+    registry_for,
+    silence_limit,
+    transport_counters,
+)
+
+REGISTRY = "sys/registry"
+MAX_REGISTRY_ENTRIES = 200
+STATIC_FILES = {
+    "index.html": "text/html",
+    "dashboard.js": "application/javascript",
+    "dashboard.css": "text/css",
+}
+
+
+def add_observability_routes(app: web.Application, node: ObservedNode) -> None:
+    """Add `/`, `/static/<file>`, `/api/overview` and `/metrics` for `node` to `app`."""
+    registry = registry_for(node)
+    static = resources.files("foundation_p2p.runtime") / "static"
+
+    async def page(request: web.Request) -> web.Response:
+        return await static_file(request, "index.html")
+
+    async def static_file(request: web.Request, name: str | None = None) -> web.Response:
+        name = name or request.match_info["name"]
+        content_type = STATIC_FILES.get(name)
+        if content_type is None:
+            raise web.HTTPNotFound(text=f"no static file {name!r}")
+        body = (static / name).read_bytes()
+        return web.Response(body=body, content_type=content_type, charset="utf-8")
+
+    async def metrics(request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def api_overview(request: web.Request) -> web.Response:
+        return web.Response(
+            text=json.dumps(overview(node), default=_json_default, allow_nan=False),
+            content_type="application/json",
+        )
+
+    app.router.add_get("/", page)
+    app.router.add_get("/static/{name}", static_file)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/overview", api_overview)
+
+
+def overview(node: ObservedNode) -> dict[str, Any]:
+    """Everything the dashboard and `foundation-p2p status` show, as JSON-safe data."""
+    engine, observer = node.engine, node.observer
+    if engine is None or observer is None:
+        return {"node": node.node_id, "cluster": node.cluster, "running": False}
+    now = observer.clock()
+    table = engine.membership.table
+    limit = silence_limit(engine)
+    connected = set(_connected_peers(node))
+    lag = observer.replication_lag(now)
+    members = []
+    for member_id, member in sorted(table.items()):
+        since = observer.member_since.get(member_id)
+        heard = observer.last_heard.get(member_id)
+        members.append(
+            {
+                "id": member_id,
+                "self": member_id == node.node_id,
+                "status": member.status,
+                "incarnation": member.incarnation,
+                "address": member.address,
+                "since_ago": None if since is None else _finite(now - since[1]),
+                "last_heard_ago": None if heard is None else _finite(now - heard),
+                "connected": member_id in connected,
+                "lag": lag.get(member_id),
+            }
+        )
+    links = []
+    for entry in members:
+        if entry["self"] or entry["status"] == "left":
+            continue
+        heard_ago = entry["last_heard_ago"]
+        reached = isinstance(heard_ago, float) and heard_ago <= limit and entry["status"] == "alive"
+        links.append(
+            {
+                "from": node.node_id,
+                "to": entry["id"],
+                "state": "ok" if reached else "unreachable",
+            }
+        )
+    # who else failed to reach a suspect, as far as the suspicion's accusers tell us
+    suspicions = getattr(engine.membership, "_suspicions", {})
+    for suspect, suspicion in sorted(suspicions.items()):
+        for accuser in sorted(getattr(suspicion, "accusers", ())):
+            if accuser != node.node_id:
+                links.append({"from": accuser, "to": suspect, "state": "accuses"})
+    replicas = []
+    all_replicas = [(MEMBERS, table), *sorted(engine.replication.replicas.items())]
+    for name, replica in all_replicas:
+        size, fingerprint = observer.replica_summary(name, replica)
+        replicas.append(
+            {
+                "name": name,
+                "type": type(replica).__name__,
+                "digest": fingerprint.hex(),
+                "size": size,
+            }
+        )
+    return {
+        "running": True,
+        "node": node.node_id,
+        "cluster": node.cluster,
+        "address": node.address,
+        "now": now,
+        "uptime": now - observer.started,
+        "members": members,
+        "links": links,
+        "replicas": replicas,
+        "registry": _registry_entries(engine.replication.replicas.get(REGISTRY)),
+        "events": [dict(e, ago=now - e["t"]) for e in reversed(observer.events)][:50],
+        "lag": lag,
+        "health": health_details(node),
+        "traffic": {
+            "received": dict(observer.messages_in),
+            "sent": dict(observer.messages_out),
+            "bytes_received": sum(observer.bytes_in.values()),
+            "bytes_sent": sum(observer.bytes_out.values()),
+        },
+        "counters": {
+            "engine": dict(engine.counters),
+            "transport": dict(transport_counters(node)),
+        },
+    }
+
+
+def _connected_peers(node: ObservedNode) -> list[str]:
+    transport = getattr(node, "transport", None)
+    peers = getattr(transport, "peers", None)
+    return list(peers()) if callable(peers) else []
+
+
+def _registry_entries(replica: Any) -> list[dict[str, Any]] | None:
+    """The registry replica's entries, JSON-safe and bounded (None if there is none)."""
+    if replica is None:
+        return None
+    try:
+        value = replica.value
+    except Exception as exc:  # a replica type we do not know how to read: say so
+        return [{"name": "?", "value": f"unreadable: {exc}"}]
+    if not isinstance(value, dict):
+        return [{"name": REGISTRY, "value": _json_safe(value)}]
+    entries = []
+    for name in sorted(value, key=str)[:MAX_REGISTRY_ENTRIES]:
+        entries.append({"name": str(name), "value": _json_safe(value[name])})
+    return entries
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        return [_json_safe(v) for v in items]
+    if isinstance(value, float):
+        return _finite(value)
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return {"$bytes": base64.b64encode(value).decode()}
+    return repr(value)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _json_default(value: Any) -> Any:
+    return _json_safe(value)
+
+
+def format_status(data: dict[str, Any]) -> str:
+    """The overview as terminal text: members, replicas, health findings."""
+    if not data.get("running"):
+        return f"node {data.get('node')} of cluster {data.get('cluster')!r} is stopped"
+    health = data.get("health", {})
+    lines = [
+        f"node {data['node']} of cluster {data['cluster']!r} at {data['address']}, "
+        f"up {_seconds(data.get('uptime'))}",
+        f"members: {health.get('actual_members')} alive of {health.get('expected_members')} "
+        f"expected; last topology change "
+        + (
+            "never"
+            if health.get("last_topology_change_ago") is None
+            else f"{_seconds(health['last_topology_change_ago'])} ago"
+        ),
+        "",
+    ]
+    member_rows = [
+        [
+            m["id"] + (" *" if m["self"] else ""),
+            m["status"],
+            _seconds(m["since_ago"]),
+            "-" if m["self"] else _seconds(m["last_heard_ago"]),
+            "-" if m["lag"] is None else _seconds(m["lag"]),
+            m["address"],
+        ]
+        for m in data["members"]
+    ]
+    lines += _table(["MEMBER", "STATUS", "SINCE", "LAST HEARD", "LAG", "ADDRESS"], member_rows)
+    lines.append("")
+    replica_rows = [[r["name"], r["type"], r["digest"], str(r["size"])] for r in data["replicas"]]
+    lines += _table(["REPLICA", "TYPE", "DIGEST", "BYTES"], replica_rows)
+    registry = data.get("registry")
+    if registry is not None:
+        lines.append("")
+        lines += _table(
+            ["REGISTERED", "INSTANCES"],
+            [[e["name"], json.dumps(e["value"])[:80]] for e in registry],
+        )
+    lines.append("")
+    status = health.get("cluster_status", "?")
+    lines.append(f"health: {status}")
+    for advice in health.get("recommendations", []):
+        lines.append(f"  - {advice}")
+    return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]

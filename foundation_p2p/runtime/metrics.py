@@ -1,0 +1,477 @@
+"""What a running node observes about itself: traffic, member history, replication lag.
+
+The driver feeds an `Observer` as frames and events pass (a few counter increments each);
+everything else — Prometheus metrics, the health findings, the dashboard's overview — is
+computed from it and from the engine when someone asks (`NodeCollector` reads at scrape time).
+The observer also turns engine events into telemetry events (`foundation_p2p.telemetry`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+import msgpack
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from foundation_p2p import telemetry
+from foundation_p2p.engine import (
+    Engine,
+    Event,
+    MemberDown,
+    MemberLeft,
+    MemberSuspect,
+    MemberUp,
+    ProtocolErrorEvent,
+    PushAcked,
+    ReplicaChanged,
+)
+from foundation_p2p.engine.messages import Message, SyncDelta, SyncDigest
+from foundation_p2p.engine.replication import MEMBERS, SUMMARY_TAG_SUFFIX
+
+RECENT_EVENTS = 200
+TRACKED_PUSHES = 2048
+FLAP_WINDOW = 60.0  # seconds: a member suspected this often lately, yet alive, is flapping
+FLAP_COUNT = 3
+# refusal reasons that mean a misconfigured peer rather than a hostile or broken one
+_MISCONFIGURED = (
+    "cluster_mismatch",
+    "protocol_mismatch",
+    "auth_failed",
+    "key_required",
+    "key_unexpected",
+)
+
+_MEMBER_EVENTS: dict[type[Any], tuple[str, telemetry.EventName]] = {
+    MemberUp: ("alive", telemetry.MEMBER_UP),
+    MemberSuspect: ("suspect", telemetry.MEMBER_SUSPECT),
+    MemberDown: ("dead", telemetry.MEMBER_DOWN),
+    MemberLeft: ("left", telemetry.MEMBER_LEFT),
+}
+
+
+class Observer:
+    """Traffic by message type, when each member last changed state and last spoke to us,
+    which pushes each peer has acknowledged, and the node's recent events."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.node_id = engine.node_id
+        self.clock = clock
+        self.started = clock()
+        self.messages_in: Counter[str] = Counter()
+        self.bytes_in: Counter[str] = Counter()
+        self.messages_out: Counter[str] = Counter()
+        self.bytes_out: Counter[str] = Counter()
+        self.last_heard: dict[str, float] = {}
+        self.member_since: dict[str, tuple[str, float]] = {}
+        self.suspected_at: dict[str, deque[float]] = {}
+        self.last_topology_change: float | None = None
+        self.events: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
+        self.events_seen = 0
+        # our push batches: seq -> (sent at, peers it went to); peer -> highest seq acked
+        self._pushes: OrderedDict[int, tuple[float, set[str]]] = OrderedDict()
+        self._acked: dict[str, int] = {}
+        self._acked_at: dict[str, float] = {}
+        self._merge_sizes: dict[str, int] = {}
+        self._replica_cache: dict[str, tuple[int, bytes]] = {}
+        self._dirty: set[str] = set()
+
+    # --- fed by the driver --------------------------------------------------------------
+
+    def frame_in(self, peer: str, message: Message | None, size: int) -> None:
+        """A frame from `peer` (None: it could not be decoded)."""
+        kind = type(message).__name__ if message is not None else "undecodable"
+        self.messages_in[kind] += 1
+        self.bytes_in[kind] += size
+        self.last_heard[peer] = self.clock()
+        if type(message) is SyncDelta and telemetry.active(telemetry.REPLICA_MERGED):
+            sizes: dict[str, int] = {}
+            for delta in message.deltas:
+                sizes[delta.name] = sizes.get(delta.name, 0) + len(delta.payload)
+            self._merge_sizes = sizes
+
+    def frame_out(self, dst: str, message: Message, size: int) -> None:
+        """A frame queued for `dst`."""
+        kind = type(message).__name__
+        self.messages_out[kind] += 1
+        self.bytes_out[kind] += size
+        if kind == "SyncDelta":
+            assert isinstance(message, SyncDelta)
+            if message.origin == self.node_id:
+                self._record_push(dst, message.seq)
+        elif kind == "SyncDigest" and telemetry.active(telemetry.ANTI_ENTROPY_ROUND):
+            assert isinstance(message, SyncDigest)
+            if message.reply and all(d.tag.endswith(SUMMARY_TAG_SUFFIX) for d in message.digests):
+                telemetry.execute(
+                    telemetry.ANTI_ENTROPY_ROUND,
+                    {"replicas": len(message.digests), "bytes": size},
+                    {"node": self.node_id, "peer": dst},
+                )
+
+    def event(self, event: Event) -> None:
+        """An engine (or transport) event."""
+        now = self.clock()
+        kind = type(event)
+        member_event = _MEMBER_EVENTS.get(kind)
+        if member_event is not None:
+            status, name = member_event
+            member = event.node  # type: ignore[union-attr]
+            self.member_since[member] = (status, now)
+            self.last_topology_change = now
+            if status == "suspect":
+                times = self.suspected_at.setdefault(member, deque(maxlen=FLAP_COUNT * 4))
+                times.append(now)
+            self._record({"t": now, "kind": f"member_{status}", "member": member})
+            if telemetry.active(name):
+                metadata: dict[str, Any] = {"node": self.node_id, "member": member}
+                if isinstance(event, MemberUp):
+                    metadata["address"] = event.address
+                live = self.engine.membership.cluster_size()
+                telemetry.execute(name, {"live_members": live}, metadata)
+        elif kind is ReplicaChanged:
+            assert isinstance(event, ReplicaChanged)
+            self._dirty.add(event.name)
+            if event.origin != "local" and telemetry.active(telemetry.REPLICA_MERGED):
+                telemetry.execute(
+                    telemetry.REPLICA_MERGED,
+                    {"bytes": self._merge_sizes.get(event.name, 0)},
+                    {"node": self.node_id, "replica": event.name, "origin": event.origin},
+                )
+        elif kind is PushAcked:
+            assert isinstance(event, PushAcked)
+            if event.seq > self._acked.get(event.node, -1):
+                self._acked[event.node] = event.seq
+                self._acked_at[event.node] = now
+        elif kind is ProtocolErrorEvent:
+            assert isinstance(event, ProtocolErrorEvent)
+            self._record(
+                {"t": now, "kind": "refused", "reason": event.reason, "src": event.src or "?"}
+            )
+            if telemetry.active(telemetry.FRAME_REFUSED):
+                telemetry.execute(
+                    telemetry.FRAME_REFUSED,
+                    {"count": 1},
+                    {
+                        "node": self.node_id,
+                        "reason": event.reason,
+                        "src": event.src,
+                        "detail": event.detail,
+                    },
+                )
+
+    # --- read at scrape time ------------------------------------------------------------
+
+    def replication_lag(self, now: float | None = None) -> dict[str, float]:
+        """Per peer that was sent a push: seconds since the oldest push it has not yet
+        acknowledged was sent (0 when it has acknowledged every push sent to it)."""
+        now = self.clock() if now is None else now
+        lag: dict[str, float] = {}
+        for seq, (sent_at, peers) in self._pushes.items():
+            for peer in peers:
+                if peer in lag and lag[peer] > 0:
+                    continue
+                behind = seq > self._acked.get(peer, -1)
+                lag[peer] = max(0.0, now - sent_at) if behind else 0.0
+        return lag
+
+    def last_acked(self) -> dict[str, float]:
+        """When each peer last acknowledged one of our pushes."""
+        return dict(self._acked_at)
+
+    def replica_summary(self, name: str, replica: Any) -> tuple[int, bytes]:
+        """(encoded size in bytes, fingerprint) of a replica, recomputed only after a change."""
+        cached = self._replica_cache.get(name)
+        if cached is None or name in self._dirty or name == MEMBERS:
+            size = len(msgpack.packb(replica.to_wire(), use_bin_type=True))
+            cached = (size, bytes(replica.fingerprint()))
+            self._replica_cache[name] = cached
+            self._dirty.discard(name)
+        return cached
+
+    def flapping(self, now: float | None = None) -> dict[str, int]:
+        """Members suspected at least FLAP_COUNT times within FLAP_WINDOW seconds."""
+        now = self.clock() if now is None else now
+        counts = {
+            member: sum(1 for t in times if now - t <= FLAP_WINDOW)
+            for member, times in self.suspected_at.items()
+        }
+        return {member: n for member, n in counts.items() if n >= FLAP_COUNT}
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        self.events_seen += 1
+        entry["id"] = self.events_seen
+        self.events.append(entry)
+
+    def _record_push(self, dst: str, seq: int) -> None:
+        push = self._pushes.get(seq)
+        if push is None:
+            push = self._pushes[seq] = (self.clock(), set())
+            if len(self._pushes) > TRACKED_PUSHES:
+                self._pushes.popitem(last=False)
+        push[1].add(dst)
+
+
+class ObservedNode(Protocol):
+    """What the collector and the health check read from a node."""
+
+    node_id: str
+    cluster: str
+    address: str
+
+    @property
+    def engine(self) -> Engine | None:
+        """The running engine, None when stopped."""
+
+    @property
+    def observer(self) -> Observer | None:
+        """The node's observer, None when stopped."""
+
+
+def transport_counters(node: Any) -> Mapping[str, int]:
+    """The transport's counters (empty when there is no transport)."""
+    transport = getattr(node, "transport", None)
+    return dict(getattr(transport, "counters", {}) or {})
+
+
+class NodeCollector(Collector):
+    """Prometheus metrics of one node, read from its engine and observer at scrape time."""
+
+    def __init__(self, node: ObservedNode) -> None:
+        self.node = node
+
+    def describe(self) -> list[Metric]:
+        """No up-front description: metric families depend on the running node."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """One family per metric, labelled by state, message type, peer, replica or reason."""
+        node, engine, observer = self.node, self.node.engine, self.node.observer
+        if engine is None or observer is None:
+            return
+        now = observer.clock()
+        info = GaugeMetricFamily(
+            "foundation_p2p_node_info", "This node (always 1).", labels=["node", "cluster"]
+        )
+        info.add_metric([node.node_id, node.cluster], 1)
+        yield info
+
+        members = GaugeMetricFamily(
+            "foundation_p2p_members", "Members known to this node, by state.", labels=["state"]
+        )
+        by_state = Counter(engine.members().values())
+        for state in ("alive", "suspect", "dead", "left"):
+            members.add_metric([state], by_state.get(state, 0))
+        yield members
+
+        for direction, messages, sizes in (
+            ("received", observer.messages_in, observer.bytes_in),
+            ("sent", observer.messages_out, observer.bytes_out),
+        ):
+            count = CounterMetricFamily(
+                f"foundation_p2p_messages_{direction}",
+                f"Protocol messages {direction}, by message type.",
+                labels=["type"],
+            )
+            volume = CounterMetricFamily(
+                f"foundation_p2p_{direction}_bytes",
+                f"Frame bytes {direction} (after the length prefix), by message type.",
+                labels=["type"],
+            )
+            for kind in sorted(messages):
+                count.add_metric([kind], messages[kind])
+                volume.add_metric([kind], sizes[kind])
+            yield count
+            yield volume
+
+        counters = engine.counters
+        rounds = CounterMetricFamily(
+            "foundation_p2p_anti_entropy_rounds", "Anti-entropy exchanges this node started."
+        )
+        rounds.add_metric([], counters.get("anti_entropy.rounds", 0))
+        yield rounds
+        merges = CounterMetricFamily(
+            "foundation_p2p_replica_merges", "Remote deltas merged into a local replica."
+        )
+        merges.add_metric([], counters.get("replica.merged", 0))
+        yield merges
+
+        refused = CounterMetricFamily(
+            "foundation_p2p_refused_frames",
+            "Frames, connections and messages refused, by reason.",
+            labels=["reason"],
+        )
+        for key in sorted(counters):
+            if key.startswith("refused."):
+                refused.add_metric([key.removeprefix("refused.")], counters[key])
+        yield refused
+
+        lag = GaugeMetricFamily(
+            "foundation_p2p_replication_lag_seconds",
+            "Per peer: seconds since the oldest push it has not acknowledged (0: none).",
+            labels=["peer"],
+        )
+        for peer, seconds in sorted(observer.replication_lag(now).items()):
+            lag.add_metric([peer], seconds)
+        yield lag
+
+        replica_sizes = GaugeMetricFamily(
+            "foundation_p2p_replica_size_bytes",
+            "Encoded size of each replica's full state.",
+            labels=["replica"],
+        )
+        replicas = engine.replication.replicas
+        table_size = observer.replica_summary(MEMBERS, engine.membership.table)[0]
+        replica_sizes.add_metric([MEMBERS], table_size)
+        for name in sorted(replicas):
+            replica_sizes.add_metric([name], observer.replica_summary(name, replicas[name])[0])
+        yield replica_sizes
+
+        engine_events = CounterMetricFamily(
+            "foundation_p2p_engine_events",
+            "Every engine counter (probes, suspicions, pushes, ...), by name.",
+            labels=["name"],
+        )
+        for key in sorted(counters):
+            engine_events.add_metric([key], counters[key])
+        yield engine_events
+
+        transport_events = CounterMetricFamily(
+            "foundation_p2p_transport_events",
+            "Transport counters (dial failures, drops, refusals), by name.",
+            labels=["name"],
+        )
+        for key, value in sorted(transport_counters(node).items()):
+            transport_events.add_metric([key], value)
+        yield transport_events
+
+        uptime = GaugeMetricFamily("foundation_p2p_uptime_seconds", "Seconds since start.")
+        uptime.add_metric([], max(0.0, now - observer.started))
+        yield uptime
+
+
+def registry_for(node: ObservedNode) -> CollectorRegistry:
+    """A registry of its own for `node`, so several nodes in one process never clash."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(node))
+    return registry
+
+
+# --- health -----------------------------------------------------------------------------
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
+
+
+def silence_limit(engine: Engine) -> float:
+    """How long a live peer may stay silent towards us before we call it unreachable: two
+    full probe cycles over the cluster plus two anti-entropy intervals."""
+    config = engine.config
+    peers = max(1, len(engine.membership.peers()))
+    return 2 * config.probe_interval * peers + 2 * config.anti_entropy_interval
+
+
+def health_details(node: ObservedNode) -> dict[str, Any]:
+    """The cluster health check as this node sees it: expected vs actual members, members
+    unreachable from us (and for how long), suspected partitions, recommendations."""
+    engine, observer = node.engine, node.observer
+    if engine is None or observer is None:
+        return {}
+    now = observer.clock()
+    statuses = engine.members()
+    expected = [m for m, status in statuses.items() if status != "left"]
+    alive = [m for m, status in statuses.items() if status == "alive"]
+    unreachable: list[dict[str, Any]] = []
+    partitions: list[dict[str, Any]] = []
+    limit = silence_limit(engine)
+    for member, status in sorted(statuses.items()):
+        if member == node.node_id:
+            continue
+        since = observer.member_since.get(member, (status, observer.started))[1]
+        if status in ("suspect", "dead"):
+            unreachable.append({"member": member, "status": status, "for": now - since})
+        elif status == "alive":
+            heard = observer.last_heard.get(member, max(since, observer.started))
+            silent = now - heard
+            if silent > limit:
+                entry = {"member": member, "status": "alive", "silent_for": silent}
+                partitions.append({**entry, "reason": "reported alive by others, silent to us"})
+    flapping = observer.flapping(now)
+    for member, times in sorted(flapping.items()):
+        if statuses.get(member) == "alive":
+            partitions.append(
+                {
+                    "member": member,
+                    "status": "alive",
+                    "suspected": times,
+                    "reason": f"suspected {times} times in {FLAP_WINDOW:.0f} s, then refuted",
+                }
+            )
+    last_change = observer.last_topology_change
+    details: dict[str, Any] = {
+        "expected_members": len(expected),
+        "actual_members": len(alive),
+        "unreachable": unreachable,
+        "suspected_partitions": partitions,
+        "last_topology_change": last_change,
+        "last_topology_change_ago": None if last_change is None else now - last_change,
+        "replication_lag": observer.replication_lag(now),
+        "recommendations": _recommendations(engine, len(expected), unreachable, partitions, limit),
+    }
+    details["cluster_status"] = "ok" if not details["recommendations"] else "degraded"
+    return details
+
+
+def _recommendations(
+    engine: Engine,
+    expected: int,
+    unreachable: list[dict[str, Any]],
+    partitions: list[dict[str, Any]],
+    limit: float,
+) -> list[str]:
+    advice: list[str] = []
+    if unreachable:
+        longest = max(entry["for"] for entry in unreachable)
+        names = ", ".join(f"{e['member']} ({e['status']})" for e in unreachable)
+        advice.append(
+            f"{len(unreachable)} of {expected} members unreachable for {_ago(longest)}: {names}; "
+            "check those hosts and the network to them (dead members are retried for "
+            f"{_ago(engine.config.reconnect_window)})"
+        )
+    for entry in partitions:
+        if "silent_for" in entry:
+            advice.append(
+                f"{entry['member']} is reported alive by others but silent to us for "
+                f"{_ago(entry['silent_for'])} (limit {_ago(limit)}): a partial partition? "
+                "check routes and firewalls between this node and it"
+            )
+        else:
+            advice.append(
+                f"{entry['member']} was {entry['reason']}: an unstable link or an overloaded "
+                "host; consider raising probe_timeout"
+            )
+    refused = {
+        k.removeprefix("refused."): v
+        for k, v in engine.counters.items()
+        if k.startswith("refused.") and v
+    }
+    for reason in _MISCONFIGURED:
+        if refused.get(reason):
+            advice.append(
+                f"{refused[reason]} connections refused ({reason}): a node with another "
+                "cluster name, key or protocol version is trying to join"
+            )
+    return advice
