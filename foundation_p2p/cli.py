@@ -117,6 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--key-file", required=True, help="a key the nodes hold (for the token)")
     keys.set_defaults(run=_keys)
 
+    check = commands.add_parser(
+        "check",
+        help="review a config and this host like a production-readiness review",
+        description=(
+            "Validate a config (a TOML file, else the FOUNDATION_* environment) and the "
+            "surroundings: the cluster key and its file mode, the bind address, whether the "
+            "timers meet failure_detection_goal, the data dir, and whether discovery answers. "
+            "Each finding has a severity and a fix. Exit code: 1 if any finding is an error, "
+            "2 if the config itself is invalid, else 0."
+        ),
+    )
+    check.add_argument("--config", metavar="FILE", help="TOML config (default: the environment)")
+    check.add_argument("--cluster", default="default", help="cluster name (default: default)")
+    check.add_argument(
+        "--members", type=int, default=16, help="cluster size the timers are judged at (16)"
+    )
+    check.set_defaults(run=_check)
+
     status = commands.add_parser(
         "status",
         help="show a running node's view of the cluster (members, replicas, health)",
@@ -254,6 +272,32 @@ def _status(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(json.dumps(overview, indent=2) if args.json else format_status(overview))
     return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from foundation_p2p.config import Config, ConfigError
+    from foundation_p2p.environment import check_readiness
+
+    try:
+        config = Config.from_file(args.config) if args.config else Config.from_env()
+        findings = asyncio.run(
+            check_readiness(config, cluster=args.cluster, members=max(1, args.members))
+        )
+    except ConfigError as exc:
+        print(f"foundation-p2p check: invalid config: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    source = args.config or "the environment"
+    print(f"config: {source} (profile {config.profile})")
+    for finding in findings:
+        print(f"{finding.severity.upper():7} {finding.code}: {finding.message}")
+        if finding.fix:
+            print(f"        fix: {finding.fix}")
+    errors = sum(finding.severity == "error" for finding in findings)
+    warnings = sum(finding.severity == "warning" for finding in findings)
+    print(f"{errors} error(s), {warnings} warning(s)")
+    return EXIT_FAILED if errors else EXIT_OK
 
 
 def _keys(args: argparse.Namespace) -> int:

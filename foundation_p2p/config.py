@@ -8,6 +8,7 @@ the same way and raises ConfigError naming the field and what it accepts, before
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import tomllib
@@ -121,6 +122,8 @@ class Config:
     """Seconds between seed re-offers and DNS/Consul polls: a rebooted peer is found within it."""
     dns_name: str = ""
     """Name the dns strategy resolves: SRV _foundation-p2p._tcp.<name>, then A/AAAA."""
+    dns_nameservers: tuple[str, ...] = ()
+    """Resolvers for dns/kubernetes discovery ("ip" or "ip:port"); empty = the system's."""
     consul_address: str = ""
     """Consul agent host:port; empty = CONSUL_HTTP_ADDR, else the local agent 127.0.0.1:8500."""
     require_key: bool = True
@@ -188,6 +191,11 @@ class Config:
             value = getattr(self, name)
             if value and not _is_address(value):
                 raise _error(name, "host:port with port 0-65535", value)
+        for index, server in enumerate(self.dns_nameservers):
+            if not _is_ip(server) and not (
+                _is_address(server) and _is_ip(server.rpartition(":")[0])
+            ):
+                raise _error(f"dns_nameservers[{index}]", "an IP address or ip:port", server)
         for index, seed in enumerate(self.seeds):
             if not _is_address(seed, port_zero=False):
                 raise _error(f"seeds[{index}]", "host:port with port 1-65535", seed)
@@ -438,6 +446,14 @@ def _parse_text(name: str, variable: str, kind: Any, text: str) -> Any:
     if typing.get_origin(kind) is tuple:
         return tuple(item.strip() for item in text.split(",") if item.strip())
     return text
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _is_address(text: str, port_zero: bool = True) -> bool:

@@ -25,6 +25,7 @@ from foundation_p2p.engine import (
     MemberSuspect,
     MemberUp,
 )
+from foundation_p2p.environment import choose_discovery
 from foundation_p2p.runtime.driver import Driver
 from foundation_p2p.runtime.metrics import Observer
 from foundation_p2p.runtime.persistence import (
@@ -47,7 +48,7 @@ from foundation_p2p.runtime.persistence import (
 )
 from foundation_p2p.services.replicas import ReplicaHandle
 from transport import Keyring, Limits, Transport, load_key_file
-from transport.discovery import Announcement, Candidate, Discovery, StaticDiscovery
+from transport.discovery import Announcement, Candidate, Discovery
 
 if TYPE_CHECKING:
     from foundation_p2p.services.cache import Cache
@@ -82,8 +83,8 @@ class Node:
         self,
         cluster: str = "default",
         node_id: str | None = None,
-        listen: str = "127.0.0.1:0",
-        discovery: str | Discovery | None = None,
+        listen: str | None = None,
+        discovery: str | Discovery | None = "auto",
         seeds: Iterable[str] = (),
         config: Config | None = None,
         key: bytes | str | None = None,
@@ -112,18 +113,32 @@ class Node:
         self.on_corrupt: OnCorrupt = on_corrupt
         self.journal: Journal | None = None
         self._store: Store | None = None
-        self.listen = listen
-        self.seeds = list(seeds)
+        if key is None and key_file is None and config is not None and config.key_file:
+            key_file = config.key_file  # the config names the key when the call does not
         self.keyring = _keyring(key, key_file)
         self.config = config or (
             Config.production() if self.keyring is not None else Config.development()
         )
-        if self.config.profile == "production" and self.keyring is None:
+        if self.config.require_key and self.keyring is None:
             raise ConfigError(
-                "the production profile requires a cluster key (key= or key_file=); "
-                "use Config.development() to run without one"
+                f"the {self.config.profile} profile requires a cluster key (key= or key_file=); "
+                "use Config.development() to run without one",
+                "key",
+                "key= / key_file= / Config.key_file",
             )
-        self.discovery = _discovery(discovery, self.seeds, mdns_interfaces)
+        self.listen = listen or self.config.listen
+        self.seeds = list(seeds) or list(self.config.seeds)
+        chosen = choose_discovery(
+            discovery,
+            cluster=cluster,
+            config=self.config,
+            seeds=self.seeds,
+            listen=self.listen,
+            mdns_interfaces=mdns_interfaces,
+        )
+        self.discovery = chosen.discovery
+        self.discovery_reason = chosen.reason
+        log.info("node %s discovery: %s", self.node_id, chosen.reason)
         self.metadata = dict(metadata or {})
         self.http_listen = http
         self.advertise = advertise
@@ -496,23 +511,3 @@ def _keyring(key: bytes | str | None, key_file: str | Path | None) -> Keyring | 
     keyring.install(key)
     keyring.use(key)
     return keyring
-
-
-def _discovery(
-    discovery: str | Discovery | None, seeds: list[str], mdns_interfaces: list[str] | None
-) -> Discovery | None:
-    if discovery is None:
-        return StaticDiscovery(seeds) if seeds else None
-    if not isinstance(discovery, str):
-        return discovery
-    if discovery == "static":
-        if not seeds:
-            raise ConfigError("discovery='static' needs seeds=['host:port', ...]")
-        return StaticDiscovery(seeds)
-    if discovery == "mdns":
-        from transport.discovery.mdns import MdnsDiscovery
-
-        return MdnsDiscovery(interfaces=mdns_interfaces)
-    raise ConfigError(
-        f"discovery must be 'static', 'mdns' or a Discovery object, got {discovery!r}"
-    )
