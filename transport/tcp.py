@@ -1,8 +1,9 @@
 """Asyncio TCP transport: one long-lived framed connection per peer pair, optionally sealed.
 
 Rules of this file: it moves bodies (bytes) between node ids and knows nothing of messages.
-Everything a peer can get wrong (handshake, framing, keys) is refused the same way: a log line,
-`counters[reason] += 1`, `on_refused(reason, detail)`, and that one connection closed.
+Everything a peer can get wrong (handshake, framing, keys) is refused the same way: a log line
+(at most one per reason and peer every LOG_INTERVAL seconds, see LogLimiter), `counters[reason]
++= 1`, `on_refused(reason, detail)`, and that one connection closed.
 
 Handshake: the first frame each way is a msgpack map {"protocol", "cluster", "node", "listen",
 "nonce", "instance"} (sealed with the cluster name as AAD when there is a keyring), at most
@@ -28,8 +29,9 @@ import os
 import random
 import socket
 import struct
+import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -65,6 +67,8 @@ _WRITE_HIGH_WATER = 1024 * 1024  # socket buffer above which a connection stops 
 _REMEMBERED_PEERS = 10_000  # beyond this many known peers, idle ones are forgotten
 _CLOSE_GRACE = 1.0  # seconds close() lets connections flush before aborting them
 _prefix = struct.Struct(">I").pack
+LOG_INTERVAL = 10.0  # seconds between two log lines of one refusal reason from one peer
+_LOG_KEYS = 4096  # refusal keys remembered by a LogLimiter before the stale ones are dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +122,10 @@ class Transport:
         on_peer_up: Callable[[str, str], None] | None = None,
         on_peer_down: Callable[[str], None] | None = None,
         on_refused: Callable[[str, str], None] | None = None,
+        on_unreachable: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`on_unreachable(peer_id, detail)`: a dial to a known peer was refused outright
+        (nothing listens at its address: the process is gone or restarting)."""
         if not node_id:
             raise ValueError("node_id must not be empty")
         self.node_id = node_id
@@ -132,6 +139,8 @@ class Transport:
         self._on_peer_up = on_peer_up
         self._on_peer_down = on_peer_down
         self._on_refused = on_refused
+        self._on_unreachable = on_unreachable
+        self.refusal_log = LogLimiter(log)
         self._cluster_aad = cluster.encode("utf-8")
         self._max_body = self.limits.max_frame_bytes - (SEAL_OVERHEAD if keyring else 0)
         self._queue_limit = self.limits.send_queue_frames
@@ -390,8 +399,8 @@ class Transport:
             if peer.active is None and not peer.queue and peer.dial_task is None:
                 del self._peers[node]
 
-    def _refused(self, reason: str, message: str) -> None:
-        log.warning("%s", message)
+    def _refused(self, reason: str, message: str, source: str) -> None:
+        self.refusal_log.warning((reason, source), "%s", message)
         self.counters[reason] += 1
         if self._on_refused is not None and not self._closing:
             _call(self._on_refused, reason, message)
@@ -466,6 +475,10 @@ class Transport:
                 node = await self._dial_once(address, self.limits.handshake_timeout)
             except HandshakeError as exc:
                 self._dial_failed(peer, str(exc))
+                refused = isinstance(exc.__cause__, ConnectionRefusedError)
+                if refused and peer.active is None and self._on_unreachable is not None:
+                    if not self._closing:
+                        _call(self._on_unreachable, peer.node_id, str(exc))
                 return
             if node != peer.node_id:
                 log.warning("address %s now belongs to %r, not %r", address, node, peer.node_id)
@@ -518,6 +531,45 @@ class Transport:
                 self.counters["idle_closed"] += 1
                 connection.close()
         self._sweeper = loop.call_later(min(1.0, idle / 4), self._sweep)
+
+
+class LogLimiter:
+    """Log at most one line per key every `interval` seconds; a line that follows suppressed
+    ones says how many were suppressed (count every event elsewhere: this only spares the log)."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = LOG_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._keys: dict[Hashable, list[float]] = {}  # key -> [last line at, suppressed since]
+
+    def warning(self, key: Hashable, message: str, *args: Any) -> bool:
+        """Log `message % args` as a warning unless `key` logged within the interval; whether
+        it was logged."""
+        now = self.clock()
+        entry = self._keys.get(key)
+        if entry is not None and now - entry[0] < self.interval:
+            entry[1] += 1
+            return False
+        if entry is None and len(self._keys) >= _LOG_KEYS:
+            self._forget(now)
+        suppressed = int(entry[1]) if entry is not None else 0
+        self._keys[key] = [now, 0]
+        if suppressed:
+            message += " (%d more like it suppressed in the last %gs)"
+            args = (*args, suppressed, self.interval)
+        self.logger.warning(message, *args, stacklevel=2)
+        return True
+
+    def _forget(self, now: float) -> None:
+        self._keys = {k: v for k, v in self._keys.items() if now - v[0] < self.interval}
+        if len(self._keys) >= _LOG_KEYS:  # a flood from ever new sources: start afresh
+            self._keys.clear()
 
 
 @dataclass(eq=False, slots=True)
@@ -743,7 +795,9 @@ class _Connection(asyncio.Protocol):
             who = f"connection {'to' if self.dialed else 'from'} {self.remote}"
         message = f"refused {who}: {detail}"
         self.state = _CLOSED  # before the callbacks, which may close the transport
-        self.owner._refused(reason, message)
+        # a hostile peer opens connection after connection: key its log lines by host, not port
+        source = self.peer_id or self.remote.rpartition(":")[0]
+        self.owner._refused(reason, message, source)
         if self.established is not None and not self.established.done():
             self.established.set_exception(HandshakeError(reason, message))
         self._shut()

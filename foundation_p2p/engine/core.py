@@ -120,6 +120,19 @@ class Engine:
         self._refused(src, error)
         return self._outbox.drain()
 
+    def peer_disconnected(self, now: float, peer: str) -> list[Output]:
+        """The driver's connection to `peer` closed: probe it at once."""
+        self._now = max(self._now, now)
+        self.membership.peer_disconnected(now, peer)
+        return self._outbox.drain()
+
+    def peer_unreachable(self, now: float, peer: str) -> list[Output]:
+        """The driver was refused a connection to `peer` (nothing listens at its address):
+        suspect it at once, as evidence equal to a failed probe."""
+        self._now = max(self._now, now)
+        self.membership.peer_unreachable(now, peer)
+        return self._outbox.drain()
+
     def local_write(self, replica_name: str, delta: Any, now: float | None = None) -> list[Output]:
         """Queue a delta already applied to a local replica for replication."""
         self.replication.local_write(self._now if now is None else now, replica_name, delta)

@@ -356,6 +356,24 @@ class Membership:
         if retry is not None and retry.next_at > now:
             self._retry_at(src, now)
 
+    def peer_disconnected(self, now: float, node: str) -> None:
+        """The driver's connection to `node` closed: check it now with a direct Ping rather
+        than at its next probe round (a refused redial comes back as peer_unreachable)."""
+        if self.leaving or node == self.node_id or self.status(node) not in LIVE:
+            return
+        self._seq += 1
+        self.counters["probe.on_disconnect"] += 1
+        self.outbox.send(node, Ping(self._seq, node, self.take_rumours()))
+
+    def peer_unreachable(self, now: float, node: str) -> None:
+        """The driver was refused a connection to `node`'s address (nothing listens there): the
+        process is gone or restarting, so suspect it now; a live one still refutes in time."""
+        member = self.table.get(node)
+        if self.leaving or node == self.node_id or member is None or member.status not in LIVE:
+            return
+        self.counters["suspicion.unreachable"] += 1
+        self._suspect(now, node, self.node_id)
+
     # --- rumours ------------------------------------------------------------------------
 
     def apply_rumours(
@@ -529,8 +547,12 @@ class Membership:
             self._retries.pop(node, None)
             self.outbox.emit(MemberUp(node, member.address))
         elif status == "suspect":
-            minimum, maximum = self.config.suspicion_timeouts(self.cluster_size())
+            members = self.cluster_size()
+            minimum, maximum = self.config.suspicion_timeouts(members)
             expected = max(0, self.config.suspicion_mult - 2)
+            if members - 2 < expected:
+                # as memberlist: too few others to ever confirm, so wait the minimum only
+                expected = 0
             suspicion = Suspicion(member.incarnation, now, minimum, maximum, expected)
             suspicion.confirm(accuser or self.node_id)
             self._suspicions[node] = suspicion

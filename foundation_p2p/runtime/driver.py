@@ -27,6 +27,7 @@ from foundation_p2p.engine import (
     encode,
 )
 from foundation_p2p.runtime.metrics import Observer
+from transport.tcp import LogLimiter
 
 log = logging.getLogger("foundation_p2p.runtime")
 
@@ -63,6 +64,7 @@ class Driver:
         self._closed = False
         self.journal: Callable[[str, Any], None] | None = None
         """Persistence: called with each local write before the engine replicates it."""
+        self.refusal_log = LogLimiter(log, clock=clock)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -100,9 +102,22 @@ class Driver:
             self._handle(self.engine.join(self.clock(), peer, address))
 
     def on_refused(self, reason: str, detail: str) -> None:
-        """The transport refused a connection or frame: count it like an engine refusal."""
+        """The transport refused a connection or frame (and logged it): count it like an engine
+        refusal and tell the listeners."""
         self.engine.counters[f"refused.{reason}"] += 1
-        self._emit(ProtocolErrorEvent("", reason, detail))
+        self._emit(ProtocolErrorEvent("", reason, detail), logged=True)
+
+    def on_peer_down(self, peer: str) -> None:
+        """The connection to a peer closed: the engine probes it at once."""
+        if not self._closed:
+            self._handle(self.engine.peer_disconnected(self.clock(), peer))
+
+    def on_unreachable(self, peer: str, detail: str) -> None:
+        """A dial to a peer was refused (nothing listens at its address): the engine suspects
+        it at once."""
+        if not self._closed:
+            log.debug("%s is unreachable: %s", peer, detail)
+            self._handle(self.engine.peer_unreachable(self.clock(), peer))
 
     def join(self, peer: str, address: str) -> None:
         """Contact a peer whose id is known (from a handshake or discovery)."""
@@ -142,13 +157,16 @@ class Driver:
                 self._emit(output)
         self._arm()
 
-    def _emit(self, event: Event) -> None:
+    def _emit(self, event: Event, logged: bool = False) -> None:
         self.observer.event(event)
         if isinstance(event, MemberDown):
             # a connection to a dead member may be stuck behind a partition: retries redial
             self.transport.disconnect(event.node)
-        if isinstance(event, ProtocolErrorEvent):
-            log.warning("refused from %s: %s %s", event.src or "?", event.reason, event.detail)
+        if isinstance(event, ProtocolErrorEvent) and not logged:
+            src = event.src or "?"
+            self.refusal_log.warning(
+                (event.reason, src), "refused from %s: %s %s", src, event.reason, event.detail
+            )
         for listener in list(self._listeners):
             try:
                 listener(event)

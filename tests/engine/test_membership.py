@@ -85,7 +85,8 @@ def test_a_node_told_it_is_dead_rejoins_by_refuting(engine_net):
     net.run(40.0)
     assert net["a"].members()["c"] == "dead"
     net.cut.clear()  # the partition heals: no discovery event, no operator action
-    net.run(20.0)
+    # noticed at the next reconnect attempt, whose backoff doubles up to its maximum
+    net.run(net.config.reconnect_max_interval + 5.0)
     assert formed(net, "abc")
     assert net["c"].incarnation >= 1
 
@@ -167,3 +168,135 @@ def test_ping_answered_only_for_the_right_target(engine_net):
     net = engine_net(["a", "b"])
     outputs = net["b"].receive(0.0, "a", Ping(1, "b"))
     assert any(getattr(o, "message", None) == Ack(1, o.message.rumours) for o in outputs)
+
+
+# --- evidence from the transport: a dropped connection, a refused dial ----------------------
+
+
+def refusing_net(engine_net, names):
+    """An EngineNet whose messages to a down node are refused at once, as TCP is refused by a
+    live host whose process is gone: the sender is told through peer_unreachable."""
+    net = engine_net(names)
+    deliver = net.flush
+
+    def flush(limit: int = 10_000) -> None:
+        for src, send in list(net.queue):
+            if send.dst in net.down and src not in net.down:
+                net.take(src, net[src].peer_unreachable(net.now, send.dst))
+        deliver(limit)
+
+    net.flush = flush
+    return net
+
+
+def crash(net, victim):
+    """Take `victim` down; every other engine sees its connection drop (TCP FIN on kill -9)."""
+    net.down.add(victim)
+    for name in net.engines:
+        if name != victim:
+            net.take(name, net[name].peer_disconnected(net.now, victim))
+    net.flush()
+
+
+def first(net, observer, kind, node):
+    return min(
+        (t for t, n, e in net.events if n == observer and isinstance(e, kind) and e.node == node),
+        default=None,
+    )
+
+
+def test_a_refused_connection_starts_suspicion_at_once(engine_net):
+    net = engine_net(["a", "b", "c", "d"])
+    net.join_all("a")
+    net.run(3.0)
+    net.down.add("d")
+    net.take("a", net["a"].peer_unreachable(net.now, "d"))
+    assert net["a"].members()["d"] == "suspect"
+    assert first(net, "a", MemberSuspect, "d") == net.now
+    assert net["a"].counters["suspicion.unreachable"] == 1
+
+
+def test_a_killed_process_is_declared_dead_after_the_minimum_suspicion(engine_net):
+    names = ["a", "b", "c", "d", "e"]
+    net = refusing_net(engine_net, names)
+    net.join_all("a")
+    net.run(5.0)
+    killed = net.now
+    crash(net, "e")  # each observer pings e at once, is refused, and accuses it itself
+    minimum, maximum = net.config.suspicion_timeouts(len(names))
+    net.run(minimum + 1.0)
+    for observer in "abcd":
+        assert net[observer].members()["e"] == "dead"
+        assert first(net, observer, MemberSuspect, "e") == killed
+        # the others' accusations are independent confirmations: the timeout fell to its floor
+        assert killed + minimum <= first(net, observer, MemberDown, "e") <= killed + minimum + 0.1
+    assert minimum < maximum
+
+
+def test_without_refusals_a_crash_waits_for_failed_probes(engine_net):
+    names = ["a", "b", "c", "d", "e"]
+    net = engine_net(names)  # packets to e vanish: no connection refused (host down, partition)
+    net.join_all("a")
+    net.run(5.0)
+    killed = net.now
+    net.down.add("e")
+    minimum, _ = net.config.suspicion_timeouts(len(names))
+    net.run(30.0)
+    downs = [first(net, observer, MemberDown, "e") for observer in "abcd"]
+    assert all(t is not None for t in downs)
+    assert max(downs) - killed > minimum + net.config.probe_interval  # slower than with evidence
+
+
+def test_a_false_unreachable_report_is_refuted_and_nobody_marks_it_dead(engine_net):
+    net = engine_net(["a", "b", "c", "d"])
+    net.join_all("a")
+    net.run(3.0)
+    before = net["b"].incarnation
+    for observer in "acd":  # every other member is told, wrongly, that b refused them
+        net.take(observer, net[observer].peer_unreachable(net.now, "b"))
+    net.flush()
+    net.run(20.0)
+    assert net["b"].incarnation > before
+    assert all(net[n].members()["b"] == "alive" for n in "acd")
+    assert not any(isinstance(e, MemberDown) and e.node == "b" for _, _, e in net.events)
+
+
+def test_unreachable_reports_about_unknown_gone_or_own_nodes_change_nothing(engine_net):
+    net = engine_net(["a", "b", "c"])
+    net.join_all("a")
+    net.run(3.0)
+    net.take("c", net["c"].leave(net.now))
+    net.flush()
+    net.down.add("c")
+    table = dict(net["a"].members())
+    for node in ("nobody", "c", "a"):
+        assert net["a"].peer_unreachable(net.now, node) == []
+    assert net["a"].members() == table
+    assert net["a"].counters["suspicion.unreachable"] == 0
+
+
+def test_a_dropped_connection_to_a_live_member_is_probed_at_once(engine_net):
+    net = engine_net(["a", "b", "c"])
+    net.join_all("a")
+    net.run(3.0)
+    outputs = net["a"].peer_disconnected(net.now, "b")
+    assert [(o.dst, type(o.message)) for o in outputs] == [("b", Ping)]
+    net.take("a", outputs)
+    net.flush()  # b answers: nothing else happens
+    assert net["a"].members()["b"] == "alive"
+    net.take("c", net["c"].leave(net.now))
+    net.flush()
+    assert net["a"].peer_disconnected(net.now, "c") == []  # a member that left is not probed
+
+
+def test_in_a_three_node_cluster_suspicion_waits_only_the_minimum(engine_net):
+    net = engine_net(["a", "b", "c"])
+    net.join_all("a")
+    net.run(3.0)
+    net.down.add("c")
+    accused = net.now
+    net.take("a", net["a"].peer_unreachable(net.now, "c"))
+    minimum, _ = net.config.suspicion_timeouts(3)
+    net.run(minimum + 0.2)
+    # one other member can never make the two confirmations expected: memberlist waits the minimum
+    assert first(net, "a", MemberDown, "c") == pytest.approx(accused + minimum, abs=0.06)
