@@ -65,5 +65,7 @@ class ClusterServices:
         """Stop singletons and handlers; detach from the driver."""
         if self._placement is not None:
             self._placement.close()
+        for cache in self.caches.values():
+            cache.close()
         self.messaging.close()
         self._unsubscribe()
