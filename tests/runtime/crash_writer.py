@@ -79,7 +79,7 @@ class _Writer:
     def __init__(self, data_dir: Path, log_file: Path) -> None:
         self.lines: list[str] = []
         self.ready = threading.Event()
-        self._log = open(log_file, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(log_file, "ab")  # closed by kill()
         self.process = subprocess.Popen(
             [sys.executable, __file__, str(data_dir)],
             stdout=subprocess.PIPE,
