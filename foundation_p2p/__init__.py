@@ -2,17 +2,26 @@
 
 from typing import TYPE_CHECKING
 
-from foundation_p2p.config import Config, ConfigError
-from foundation_p2p.engine import LocalProtocolError, ProtocolError, RemoteProtocolError
-
 if TYPE_CHECKING:
     from foundation_p2p.app import start, stop
+    from foundation_p2p.config import Config, ConfigError
+    from foundation_p2p.engine import LocalProtocolError, ProtocolError, RemoteProtocolError
     from foundation_p2p.node import Node
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
+    # Every public name loads on first use, so that `foundation-p2p --help`, and a node that
+    # needs only some of the package, pay only for what they touch.
+    if name in ("Config", "ConfigError"):
+        from foundation_p2p import config
+
+        return getattr(config, name)
+    if name in ("LocalProtocolError", "ProtocolError", "RemoteProtocolError"):
+        from foundation_p2p.engine import errors
+
+        return getattr(errors, name)
     # Node, start and stop pull in asyncio, aiohttp and the transport: load them on first use so
     # that `import foundation_p2p` for the engine or the simulator stays light.
     if name == "Node":

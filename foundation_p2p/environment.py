@@ -16,13 +16,18 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from foundation_p2p.config import DISCOVERY_CHOICES, Config, ConfigError
 from transport.discovery import Discovery, StaticDiscovery, parse_address
-from transport.discovery.consul import ConsulDiscovery
-from transport.discovery.dns import DnsDiscovery, DnsLookupError
-from transport.discovery.kubernetes import SERVICE_ACCOUNT_DIR, KubernetesDiscovery
+
+if TYPE_CHECKING:
+    from transport.discovery.consul import ConsulDiscovery
+
+# The dns, kubernetes and consul strategies (dnspython, aiohttp) are imported where used: a
+# node started with seeds or mDNS never loads them. Equal to kubernetes.SERVICE_ACCOUNT_DIR
+# (tests/test_startup_imports.py checks it).
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 log = logging.getLogger("foundation_p2p.environment")
 
@@ -168,11 +173,15 @@ def choose_discovery(
             raise ConfigError(
                 "discovery='dns' needs dns_name (the name to resolve)", "dns_name", "a DNS name"
             )
+        from transport.discovery.dns import DnsDiscovery
+
         strategy: Discovery = DnsDiscovery(
             config.dns_name, interval=config.discovery_interval, nameservers=nameservers
         )
         return DiscoveryChoice(strategy, f"{reason}; resolving {config.dns_name}")
     if choice == "kubernetes":
+        from transport.discovery.kubernetes import KubernetesDiscovery
+
         kubernetes = KubernetesDiscovery(
             config.dns_name or cluster,
             interval=config.discovery_interval,
@@ -185,6 +194,8 @@ def choose_discovery(
         )
     if choice == "consul":
         env = os.environ if environ is None else environ
+        from transport.discovery.consul import ConsulDiscovery
+
         consul = ConsulDiscovery(
             config.consul_address or env.get("CONSUL_HTTP_ADDR") or None,
             interval=config.discovery_interval,
@@ -425,6 +436,9 @@ async def _discovery_findings(
     except ConfigError as exc:
         field = exc.field or "discovery"
         return [Finding("error", "discovery.invalid", str(exc), f"set {field}: {exc.accepted}")]
+    from transport.discovery.consul import ConsulDiscovery
+    from transport.discovery.dns import DnsDiscovery, DnsLookupError
+
     strategy = chosen.discovery
     findings = [Finding("info", "discovery.choice", chosen.reason, "")]
     if isinstance(strategy, DnsDiscovery):
