@@ -47,6 +47,7 @@ from foundation_p2p.runtime.persistence import (
     write_backup_file,
 )
 from foundation_p2p.services.replicas import ReplicaHandle
+from foundation_p2p.services.state import NodeHost, SharedState
 from transport import Keyring, Limits, Transport, load_key_file
 from transport.discovery import Announcement, Candidate, Discovery
 
@@ -151,6 +152,7 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
         self._http: Any = None
+        self._shared_states: dict[str, SharedState] = {}
         self._services: Any = None  # ClusterServices, created on first use
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -242,6 +244,21 @@ class Node:
     def members(self) -> dict[str, Status]:
         """`{node_id: "alive"|"suspect"|"dead"|"left"}`, this node included."""
         return self._require_engine().members()
+
+    def shared_state(self, name: str) -> SharedState:
+        """The SharedState `name` on this node: the same object every time, usable before
+        start (its methods need the node running)."""
+        state = self._shared_states.get(name)
+        if state is None:
+            created = SharedState._create(name, NodeHost(self, self._flush_durable_for_state))
+            state = self._shared_states.setdefault(name, created)
+        return state
+
+    async def _flush_durable_for_state(self) -> None:
+        flush = getattr(self, "flush_durable", None)
+        if getattr(self, "data_dir", None) is None or flush is None:
+            raise NodeError("durable=True needs a node with a data directory (Node(data_dir=...))")
+        await flush()
 
     def on_member_change(self, callback: Callable[[MemberEvent], object]) -> Callable[[], None]:
         """Call `callback(event)` on MemberUp/Suspect/Down/Left; returns an unsubscribe function."""
