@@ -10,12 +10,18 @@ Three things pycrdt 0.14 leaves to us, handled here:
 - the same content can be encoded with different block splits, so equality and fingerprints
   compare a canonical re-encoding;
 - the first varint of an update or state vector is a count that yrs allocates for before
-  checking it, so absurd counts are refused before pycrdt sees the bytes.
+  checking it, so absurd counts are refused before pycrdt sees the bytes;
+- a malformed update can leave a Doc in a state that panics on a later `get_update`, so every
+  remote update is first rehearsed on a shadow: a second Doc that mirrors the replica, built
+  on the first remote merge and kept up to date (local deltas are replayed into it lazily).
+  A panic there drops the shadow (it is rebuilt from the replica) and refuses the update, so
+  a merge costs two applies of the update, not a copy of the whole document.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pycrdt import Array, Doc, Map, Text, TransactionEvent, merge_updates
@@ -34,6 +40,9 @@ EMPTY_UPDATE = b"\x00\x00"
 """A valid Yjs update that changes nothing (no structs, empty delete set)."""
 
 REMOTE_ORIGIN = "remote"
+SHADOW_LAG_LIMIT = 1024
+"""Local deltas the shadow may lag behind by; past that it is dropped (rebuilt when needed),
+so a node that only writes holds one copy of its document."""
 R = TypeVar("R")
 _ROOT_TYPES = (Map, Array, Text)
 
@@ -137,6 +146,15 @@ def _decode_state(vector: bytes) -> dict[int, int]:
     return out
 
 
+class LocalDelta:
+    """What a `YDoc.transaction()` block changed, as one Yjs update (set when the block ends)."""
+
+    __slots__ = ("delta",)
+
+    def __init__(self) -> None:
+        self.delta = EMPTY_UPDATE
+
+
 class YDoc:
     """A replicated Yjs document: merge() takes updates, transact() returns the local delta."""
 
@@ -148,6 +166,8 @@ class YDoc:
         "_captured",
         "_doc",
         "_pending",
+        "_shadow",
+        "_shadow_lag",
         "_subscription",
         "_unsent",
         "replica",
@@ -159,6 +179,8 @@ class YDoc:
         self._captured: list[bytes] = []
         self._pending: list[bytes] = []  # updates waiting for their dependencies
         self._unsent: list[bytes] = []  # local changes of a transaction that raised
+        self._shadow: Doc[Any] | None = None  # the rehearsal mirror; None until a remote merge
+        self._shadow_lag: list[bytes] = []  # local deltas not yet replayed into the shadow
         self._subscription = self._doc.observe(self._on_transaction)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
@@ -187,25 +209,52 @@ class YDoc:
         is kept and shipped with the next delta. A pycrdt panic (e.g. an int beyond 64 bits)
         becomes a ValueError.
         """
+        with self.transaction(origin) as result:
+            change(self._doc)
+        return result.delta
+
+    @contextmanager
+    def transaction(self, origin: str = "local") -> Iterator[LocalDelta]:
+        """`with doc.transaction() as result:` edit the roots; `result.delta` is the update.
+
+        Same rules as transact(): what a block that raises changed is shipped with the next
+        delta, and a pycrdt panic becomes a ValueError.
+        """
+        result = LocalDelta()
         self._captured.clear()
         try:
             with self._doc.transaction(origin=origin):
-                change(self._doc)
+                yield result
         except Exception:
-            self._unsent.extend(self._captured)
-            self._captured.clear()
+            self._keep_unsent()
             raise
         except BaseException as exc:
-            self._unsent.extend(self._captured)
-            self._captured.clear()
+            self._keep_unsent()
             if _is_interrupt(exc):
                 raise
             raise ValueError(f"pycrdt refused the change: {exc}") from None
         updates = self._unsent + self._captured
         self._unsent, self._captured = [], []
         if not updates:
-            return EMPTY_UPDATE
-        return updates[0] if len(updates) == 1 else bytes(merge_updates(*updates))
+            result.delta = EMPTY_UPDATE
+            return
+        result.delta = updates[0] if len(updates) == 1 else bytes(merge_updates(*updates))
+        self._lag(result.delta)
+
+    def _keep_unsent(self) -> None:
+        self._unsent.extend(self._captured)
+        for update in self._captured:
+            self._lag(update)
+        self._captured.clear()
+
+    def _lag(self, update: bytes) -> None:
+        """Remember a local change for the shadow (or drop a shadow that lags too far)."""
+        if self._shadow is None:
+            return
+        if len(self._shadow_lag) >= SHADOW_LAG_LIMIT:
+            self._shadow, self._shadow_lag = None, []
+        else:
+            self._shadow_lag.append(update)
 
     def merge(self, other: YDoc | bytes | bytearray) -> None:
         """Apply a Yjs update (bytes) or a whole other YDoc; DecodeError on a bad update."""
@@ -216,14 +265,15 @@ class YDoc:
         else:
             raise TypeError(f"merge takes a YDoc or update bytes, got {type(other).__name__}")
         _check_count(update, "update")
-        base = bytes(self._doc.get_update())
-        _pycrdt(lambda: _rehearse(base, update), "update")
         self._captured.clear()
         try:
             if self._integrable(update):
-                _pycrdt(lambda: self._settle(update), "update")
+                self._settle(update)
                 self._drain_pending()
             else:
+                # held until its dependencies arrive; refuse it now if it is malformed
+                base = bytes(self._doc.get_update())
+                _pycrdt(lambda: _rehearse(base, update), "update")
                 self._pending.append(update)
         finally:
             self._captured.clear()
@@ -258,11 +308,36 @@ class YDoc:
             for update in list(self._pending):
                 if self._integrable(update):
                     self._pending.remove(update)
-                    progress = self._settle(update) or progress
+                    try:
+                        progress = self._settle(update) or progress
+                    except DecodeError:  # refused by the shadow: it can never integrate
+                        progress = True
 
     def _apply(self, update: bytes) -> None:
+        """Apply a remote update: first to the shadow (DecodeError there leaves us untouched)."""
+        self._rehearse_on_shadow(update)
         with self._doc.transaction(origin=REMOTE_ORIGIN):
             self._doc.apply_update(update)
+
+    def _rehearse_on_shadow(self, update: bytes) -> None:
+        try:
+            shadow = self._shadow
+            if shadow is None:
+                shadow = Doc()
+                shadow.apply_update(self._doc.get_update())
+                self._shadow, self._shadow_lag = shadow, []
+            for local in self._shadow_lag:
+                shadow.apply_update(local)
+            self._shadow_lag.clear()
+            before = shadow.get_state()
+            shadow.apply_update(update)
+            shadow.get_update(before)
+            shadow.get_state()
+        except BaseException as exc:
+            self._shadow, self._shadow_lag = None, []
+            if _is_interrupt(exc):
+                raise
+            raise DecodeError(f"ydoc update: {exc}") from None
 
     def full_update(self) -> bytes:
         """The whole document as one update, updates still waiting for dependencies included."""

@@ -7,6 +7,7 @@ if TYPE_CHECKING:
     from foundation_p2p.config import Config, ConfigError
     from foundation_p2p.engine import LocalProtocolError, ProtocolError, RemoteProtocolError
     from foundation_p2p.node import Node
+    from foundation_p2p.services.state import ConsistencyTimeout, SharedState
 
 __version__ = "0.1.0"
 
@@ -32,16 +33,23 @@ def __getattr__(name: str) -> object:
         from foundation_p2p import app
 
         return getattr(app, name)
+    if name in ("SharedState", "ConsistencyTimeout"):
+        from foundation_p2p import app  # installs the default node for SharedState(name)
+        from foundation_p2p.services import state
+
+        return getattr(state, name)
     raise AttributeError(f"module 'foundation_p2p' has no attribute {name!r}")
 
 
 __all__ = [
     "Config",
     "ConfigError",
+    "ConsistencyTimeout",
     "LocalProtocolError",
     "Node",
     "ProtocolError",
     "RemoteProtocolError",
+    "SharedState",
     "__version__",
     "start",
     "stop",

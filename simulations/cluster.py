@@ -10,9 +10,9 @@ import hashlib
 import heapq
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from foundation_p2p.config import Config
 from foundation_p2p.engine import (
@@ -28,9 +28,11 @@ from foundation_p2p.engine import (
 )
 from foundation_p2p.engine.messages import Message
 from foundation_p2p.services.replicas import ReplicaHandle
+from foundation_p2p.services.state import SharedState
 from simulations.network import Dist, Link, Network
 
 _TICK, _DELIVER, _CALL = 0, 1, 2
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -76,6 +78,8 @@ class SimNode:
         self.tick_at: float | None = None
         self.events: list[tuple[float, Event]] = []
         self._handles: dict[str, ReplicaHandle[Any]] = {}
+        self._states: dict[str, SharedState] = {}
+        self._listeners: list[Callable[[Event], None]] = []
 
     def replica(self, name: str, cls: type[Any], **options: Any) -> ReplicaHandle[Any]:
         """A live handle on replica `name`: mutators write locally and replicate."""
@@ -92,6 +96,14 @@ class SimNode:
             self._handles[name] = handle
         return handle
 
+    def shared_state(self, name: str) -> SharedState:
+        """The node's SharedState `name` (the same object every time, across restarts). Its
+        async methods run on the virtual clock: `sim.complete(state.synced(timeout=2.0))`."""
+        state = self._states.get(name)
+        if state is None:
+            state = self._states[name] = SharedState._create(name, SimStateHost(self))
+        return state
+
     def members(self) -> dict[str, str]:
         """This node's view: `{node_id: status}`."""
         return dict(self.engine.members())
@@ -105,6 +117,77 @@ class SimNode:
 
     def __repr__(self) -> str:
         return f"SimNode({self.node_id!r}, {'up' if self.up else 'down'})"
+
+
+class VirtualWaiter:
+    """A SharedState wait on the virtual clock; SimCluster.complete() runs the simulation
+    until it is woken or its deadline passes."""
+
+    __slots__ = ("deadline", "woken")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.woken = False
+
+    def wake(self) -> None:
+        """Resolve the wait."""
+        self.woken = True
+
+    def wait(self) -> VirtualWaiter:
+        """Awaitable: True once woken, False at the deadline."""
+        return self
+
+    def __await__(self) -> Generator[VirtualWaiter, None, bool]:
+        yield self
+        return self.woken
+
+
+async def _done() -> None:
+    return None
+
+
+class SimStateHost:
+    """A simulated node as the host of SharedStates: one thread, the virtual clock, no disk
+    (`restart(keep_state=True)` models a node that persisted its state)."""
+
+    def __init__(self, node: SimNode) -> None:
+        self.node = node
+        self.config = node.cluster.config
+
+    def engine(self) -> Engine:
+        """The node's current engine (a restart replaces it)."""
+        return self.node.engine
+
+    def call(self, function: Callable[[], T]) -> T:
+        """Run `function` now: the simulator has one thread."""
+        return function()
+
+    def run(self, coroutine: Awaitable[T]) -> Awaitable[T]:
+        """The coroutine itself; SimCluster.complete() drives it."""
+        return coroutine
+
+    def writable(self) -> None:
+        """RuntimeError on a crashed node."""
+        self.node._check_up()
+
+    def write(self, replica: str, delta: bytes) -> int:
+        """A recorded local write, handed to the engine; its write number."""
+        self.node.cluster._record_write(self.node, replica, delta)
+        return self.node.engine.write_seq
+
+    def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        """Call `listener` with each of the node's engine events."""
+        listeners = self.node._listeners
+        listeners.append(listener)
+        return lambda: listeners.remove(listener) if listener in listeners else None
+
+    def waiter(self, timeout: float) -> VirtualWaiter:
+        """A wait ending `timeout` virtual seconds from now."""
+        return VirtualWaiter(self.node.cluster.now + timeout)
+
+    def flush_durable(self) -> Awaitable[None]:
+        """Nothing to wait for: the simulator has no disk."""
+        return _done()
 
 
 class SimCluster:
@@ -215,6 +298,27 @@ class SimCluster:
                 return False
             self._run_to(min(deadline, self.now + step))
 
+    def complete(self, awaitable: Awaitable[T]) -> T:
+        """Run the simulation until `awaitable` — a SharedState's `synced()`, `set(...)` or
+        `wait_for(...)` — is done, and return its result (or raise its exception)."""
+        steps = awaitable.__await__()
+        while True:
+            try:
+                waiter = steps.send(None)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            if not isinstance(waiter, VirtualWaiter):
+                steps.close()
+                raise TypeError(f"only simulator waits can run on the virtual clock: {waiter!r}")
+            self._run_until_woken(waiter)
+
+    def _run_until_woken(self, waiter: VirtualWaiter) -> None:
+        heap = self._heap
+        while not waiter.woken and heap and heap[0][0] <= waiter.deadline:
+            self._run_to(heap[0][0])
+        if not waiter.woken:
+            self.now = max(self.now, waiter.deadline)
+
     def at(self, when: float, action: Callable[[], object]) -> None:
         """Schedule `action()` at virtual time `when` (for fault schedules)."""
         self._push(max(when, self.now), _CALL, action)
@@ -256,6 +360,8 @@ class SimCluster:
 
     def _observe(self, node: SimNode, event: Event) -> None:
         node.events.append((self.now, event))
+        for listener in list(node._listeners):
+            listener(event)
         if isinstance(event, MemberDown):
             target = self.nodes.get(event.node)
             if event.node in self.crashed_at and target is not None and not target.up:

@@ -186,6 +186,11 @@ class Engine:
         return self.clock.now(int((self._now if now is None else now) * 1000))
 
     @property
+    def write_seq(self) -> int:
+        """The number of the latest local write (WritesAcked events refer to these numbers)."""
+        return self.replication.write_seq
+
+    @property
     def incarnation(self) -> int:
         """This node's current incarnation."""
         return self.membership.incarnation

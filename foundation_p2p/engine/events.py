@@ -61,6 +61,18 @@ class PushAcked:
 
 
 @dataclass(frozen=True, slots=True)
+class WritesAcked:
+    """Peer `node` holds every local write to replica `name` numbered `first`..`last` (the
+    numbers `Engine.write_seq` gave them); from a push ack, or an anti-entropy round that found
+    the peer's copy equal to ours (then `first` is 0)."""
+
+    node: str
+    name: str
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
 class ProtocolErrorEvent:
     """A message from `src` was refused; `reason` is a short counter key."""
 
@@ -84,6 +96,7 @@ Event = (
     | MemberLeft
     | ReplicaChanged
     | PushAcked
+    | WritesAcked
     | ProtocolErrorEvent
     | AppReceived
 )

@@ -35,7 +35,7 @@ from crdts import (
 from crdts.ydoc import validate_update
 from foundation_p2p.config import Config
 from foundation_p2p.engine.errors import LocalProtocolError, RemoteProtocolError
-from foundation_p2p.engine.events import Outbox, PushAcked, ReplicaChanged
+from foundation_p2p.engine.events import Outbox, PushAcked, ReplicaChanged, WritesAcked
 from foundation_p2p.engine.membership import Membership
 from foundation_p2p.engine.messages import (
     PushAck,
@@ -63,6 +63,7 @@ EMPTY_DIGEST: dict[str, Any] = {
     "ydoc": b"\x00",
 }
 _SEEN_PUSHES = 8192
+_TRACKED_PUSHES = 8192  # push batches whose acks are still mapped to the writes they carried
 
 
 def tag_of(replica: Any) -> str:
@@ -131,7 +132,13 @@ class Replication:
         self.replicas: dict[str, Any] = {}
         self._summaries: dict[str, bytes] = {}
         self._members_summary: tuple[int, bytes] | None = None
-        self._pending: dict[str, Any] = {}
+        self._pending: dict[str, Any] = {}  # name -> merged delta (a list of updates for a YDoc)
+        self.write_seq = 0
+        """The number of the latest local write."""
+        self._flushed_upto = 0  # writes up to this number have been pushed
+        self._written: set[str] = set()  # replicas this session wrote to
+        # push seq -> (replicas in the batch, first and last write number it covers)
+        self._push_writes: OrderedDict[int, tuple[tuple[str, ...], int, int]] = OrderedDict()
         self._flush_at: float | None = None
         self._next_anti_entropy_at: float | None = None
         self._push_seq = rng.getrandbits(40) << 16  # a fresh range per session
@@ -159,23 +166,30 @@ class Replication:
         self.replicas[name] = created
         return created
 
-    def local_write(self, now: float, name: str, delta: Any) -> None:
-        """Queue a delta already applied to replica `name` for the eager push."""
+    def local_write(self, now: float, name: str, delta: Any) -> int:
+        """Queue a delta already applied to replica `name` for the eager push; return the
+        write's number (see WritesAcked)."""
         replica = self.replicas.get(name)
         if replica is None:
             raise LocalProtocolError(f"no replica named {name!r}")
         tag = tag_of(replica)
+        self.write_seq += 1
+        self._written.add(name)
         self._summaries.pop(name, None)
         self.outbox.emit(ReplicaChanged(name, "local"))
         pending = self._pending.get(name)
-        if pending is None:
-            self._pending[name] = delta if tag == YDoc.TAG else delta.copy()
-        elif tag == YDoc.TAG:
-            self._pending[name] = bytes(merge_updates(pending, delta))
+        if tag == YDoc.TAG:  # updates are merged once, at the flush
+            if pending is None:
+                self._pending[name] = [delta]
+            else:
+                pending.append(delta)
+        elif pending is None:
+            self._pending[name] = delta.copy()
         else:
             pending.merge(delta)
         if self._flush_at is None:
             self._flush_at = now + self.config.push_delay
+        return self.write_seq
 
     # --- timers -------------------------------------------------------------------------
 
@@ -214,6 +228,11 @@ class Replication:
     def _flush(self, now: float) -> None:
         self._flush_at = None
         pending, self._pending = self._pending, {}
+        first, last = self._flushed_upto + 1, self.write_seq
+        self._flushed_upto = last
+        for name, delta in pending.items():
+            if isinstance(delta, list):
+                pending[name] = delta[0] if len(delta) == 1 else bytes(merge_updates(*delta))
         size = self.membership.cluster_size()
         peers = self.membership.peers(("alive",))
         if not peers:
@@ -224,6 +243,9 @@ class Replication:
         for deltas in self._chunked(list(pending.items())):
             self._push_seq += 1
             self._remember_push((self.node_id, self._push_seq))
+            self._push_writes[self._push_seq] = (tuple(d.name for d in deltas), first, last)
+            if len(self._push_writes) > _TRACKED_PUSHES:
+                self._push_writes.popitem(last=False)
             message = SyncDelta(
                 self._now_ms(now), tuple(deltas), self.node_id, self._push_seq, hops
             )
@@ -327,6 +349,8 @@ class Replication:
             summary = theirs.pop(name, None)
             if summary is None or summary.digest != self._summary(name, tag, replica):
                 differing.append(ReplicaDigest(name, tag, replica.digest()))
+            elif name in self._written:  # equal copies: the peer holds all our writes to it
+                self.outbox.emit(WritesAcked(src, name, 0, self.write_seq))
         for name, summary in theirs.items():  # replicas they have and we lack
             tag = summary.tag.removesuffix(SUMMARY_TAG_SUFFIX)
             if tag in EMPTY_DIGEST:
@@ -377,6 +401,11 @@ class Replication:
         """Report that `src` has our push batch."""
         if message.origin == self.node_id:
             self.outbox.emit(PushAcked(src, message.seq))
+            carried = self._push_writes.get(message.seq)
+            if carried is not None:
+                names, first, last = carried
+                for name in names:
+                    self.outbox.emit(WritesAcked(src, name, first, last))
 
     def _merge(self, now: float, src: str, item: ReplicaDelta) -> None:
         if item.name == MEMBERS:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from foundation_p2p.node import Node
+    from foundation_p2p.services.state import SharedState
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
@@ -22,6 +24,29 @@ DEFAULT_TIMEOUT = 10.0
 
 class NodeTimeout(TimeoutError):
     """A call to the node's thread did not complete in time."""
+
+
+def call_on_loop(
+    loop: asyncio.AbstractEventLoop, function: Callable[[], T], timeout: float = DEFAULT_TIMEOUT
+) -> T:
+    """Run a plain function on `loop`'s thread (from another thread) and return its result or
+    raise its exception; NodeTimeout if the loop does not get to it within `timeout`."""
+    future: Future[T] = Future()
+
+    def invoke() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(function())
+        except BaseException as exc:  # handed to the caller's thread
+            future.set_exception(exc)
+
+    loop.call_soon_threadsafe(invoke)
+    try:
+        return future.result(timeout)
+    except FutureTimeout:
+        future.cancel()
+        raise NodeTimeout(f"the node's event loop did not answer within {timeout} s") from None
 
 
 class NodeThread:
@@ -95,6 +120,10 @@ class NodeThread:
         """A thread-safe handle on replica `name`."""
         self.call(lambda: self.node.replica(name, cls, **options))  # create/check on the loop
         return ThreadSafeReplica(self, name, cls, options)
+
+    def shared_state(self, name: str) -> SharedState:
+        """The node's SharedState `name`; its methods are safe from any thread."""
+        return self.node.shared_state(name)
 
     def members(self) -> dict[str, str]:
         """`{node_id: status}` as this node sees it."""
