@@ -1,0 +1,147 @@
+"""SharedState on a real node in this process: the default node, application threads, other
+event loops, and the asyncio node's own loop. One node, loopback only, no peers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import foundation_p2p
+from foundation_p2p import Config, ConsistencyTimeout, SharedState
+from foundation_p2p.app import state_node
+from foundation_p2p.node import Node, NodeError
+from foundation_p2p.runtime.thread import NodeThread
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def default_node() -> Iterator[None]:
+    foundation_p2p.stop()
+    yield
+    foundation_p2p.stop()
+
+
+def test_shared_state_without_start_uses_a_local_only_node(default_node: None) -> None:
+    s = SharedState("line-3")
+    s["temperature"] = 21.5
+    s["count"] = 1
+    s["blob"] = b"\x00"
+    s["cfg"] = {"a": [1, 2]}
+    assert s["count"] == 1 and type(s["count"]) is int and type(s["blob"]) is bytes
+    assert s.to_dict() == {"temperature": 21.5, "count": 1, "blob": b"\x00", "cfg": {"a": [1, 2]}}
+    assert SharedState("line-3") is s
+    node = state_node()
+    assert node.node.discovery is None and node.node.address.startswith("127.0.0.1:")
+    assert node.shared_state("line-3") is s
+    with pytest.raises(RuntimeError, match="before start"):
+        foundation_p2p.start(cluster="late")
+    asyncio.run(s.synced(timeout=1.0))  # no peers: nothing to wait for
+    asyncio.run(s.set("k", 1, write="majority", timeout=1.0))  # a majority of one
+    assert s["k"] == 1
+
+
+def test_shared_state_uses_the_started_node(default_node: None) -> None:
+    started = foundation_p2p.start(
+        cluster="solo", listen="127.0.0.1:0", config=Config.development()
+    )
+    s = SharedState("x")
+    assert s is started.shared_state("x") is started.node.shared_state("x")
+    s["k"] = "v"
+    assert started.call(lambda: started.node.shared_state("x")["k"]) == "v"
+
+
+def test_application_threads_write_concurrently(default_node: None) -> None:
+    s = SharedState("threads")
+    counter = s.counter("hits")
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(100):
+                counter.increment()
+                s[f"w{worker}-{i % 10}"] = i
+                with s.transaction():
+                    s["last"] = worker
+                    s.list("log").append(worker)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors
+    assert counter.value == 400
+    assert len(s.list("log")) == 400
+    assert {s[f"w{w}-9"] for w in range(4)} == {99}
+    assert s["last"] in range(4)
+
+
+def test_async_methods_work_from_another_event_loop(default_node: None) -> None:
+    s = SharedState("loops")
+
+    async def main() -> object:
+        waiting = asyncio.ensure_future(s.wait_for(lambda st: st.get("ready"), timeout=5.0))
+        await asyncio.sleep(0)
+        threading.Thread(target=lambda: s.__setitem__("ready", "yes")).start()
+        return await waiting
+
+    assert asyncio.run(main()) == "yes"
+    with pytest.raises(TimeoutError):
+        asyncio.run(s.wait_for(lambda st: st.get("never"), timeout=0.2))
+
+
+def test_observers_run_on_the_node_thread(default_node: None) -> None:
+    s = SharedState("observed")
+    threads: list[str] = []
+    sub = s.observe(lambda change: threads.append(threading.current_thread().name))
+    s["x"] = 1
+    sub.close()
+    s["x"] = 2
+    assert len(threads) == 1 and threads[0].startswith("foundation-p2p")
+
+
+async def test_an_asyncio_node_serves_shared_state_on_its_loop() -> None:
+    async with Node(cluster="solo", listen="127.0.0.1:0", discovery=None) as node:
+        s = node.shared_state("s")
+        assert node.shared_state("s") is s and SharedState("s", node=node) is s
+        s["k"] = [1, 2]
+        await s.set("k2", {"a": 1}, write="all", timeout=1.0)
+        assert s.to_dict() == {"k": [1, 2], "k2": {"a": 1}}
+        with pytest.raises(NodeError, match="data"):
+            await s.set("k3", 1, durable=True)
+        assert s["k3"] == 1  # applied before the durability wait failed
+        # from a worker thread, the synchronous API hops to this loop
+        assert await asyncio.to_thread(lambda: s["k"]) == [1, 2]
+        await asyncio.to_thread(lambda: s.__setitem__("from-thread", True))
+        assert s["from-thread"] is True
+
+
+async def test_a_node_that_is_not_running_refuses_clearly() -> None:
+    node = Node(cluster="solo", listen="127.0.0.1:0", discovery=None)
+    s = node.shared_state("s")  # fine before start
+    with pytest.raises(NodeError, match="not started"):
+        s["k"] = 1
+    async with node:
+        s["k"] = 1
+        assert s["k"] == 1
+    with pytest.raises(NodeError):
+        s.get("k")
+
+
+def test_a_node_thread_rejects_writes_after_stop() -> None:
+    thread = NodeThread(Node(cluster="solo", listen="127.0.0.1:0", discovery=None)).start()
+    s = thread.shared_state("s")
+    s["k"] = 1
+    thread.stop()
+    with pytest.raises(NodeError):
+        s["k"] = 2
+
+
+def test_consistency_timeout_is_a_timeout_error() -> None:
+    assert issubclass(ConsistencyTimeout, TimeoutError)
