@@ -51,6 +51,7 @@ class Config:
     """Timings and limits of one node. Use a preset and `.replace(...)` to adjust."""
 
     profile: str = "production"
+    """The preset these values started from: development, production, edge or simulation."""
 
     # --- failure detection (SWIM + Lifeguard) ------------------------------------------
     probe_interval: float = 0.5
