@@ -1,6 +1,6 @@
 """Frame soak: hostile and malformed frames against one running node, over real sockets.
 
-Run: python -m bench.soak_frames [--frames N] [--duration S] [--seed S]
+Run: python -m bench.soak_frames [--frames N] [--duration S] [--seed S] [--tracemalloc]
      (or python bench/soak_frames.py)
 
 Starts one `foundation-p2p node` process (development profile) on loopback and sends it at
@@ -24,6 +24,9 @@ normal node must join it and replicate a PUT each way (plus one written before t
 Then two leak probes send PROBE_FRAMES SyncDelta frames each, every one a junk delta for a
 replica the node lacks: tagged "lwwmap" (a control) and "ydoc" (whose refused adoption builds a
 Yjs document first); RSS growth per frame above PROBE_LIMIT_KIB fails the run.
+With --tracemalloc the node runs under tracemalloc (slower) and dumps a snapshot after warm-up
+and after settling: their difference by allocation site tells a leak (Python objects that stay)
+from allocator retention (RSS grows while the traced heap does not).
 Prints what was sent, what the node did, and PASS/FAIL. Everything stays on 127.0.0.1;
 generated addresses are empty or loopback and generated strings hold no ':' so nothing the
 node learns can be dialled elsewhere. Every loop is bounded by --duration.
@@ -78,6 +81,22 @@ SETTLE = HANDSHAKE_TIMEOUT + 3.0  # seconds for the node to drop what the soak l
 TRANSPORT_CLIENTS = 4  # well-behaved fuzz peers, each its own Transport
 RAW_IDS = 4  # node ids used by raw-socket handshakes
 IDLE_HOLDS = 200  # never-handshake connections per burst
+TRACE_DEPTH = 8  # frames kept per traced allocation with --tracemalloc
+# Runs `foundation-p2p` under tracemalloc; SIGUSR1 dumps a snapshot to $SOAK_SNAPSHOT.<n>.
+TRACEMALLOC_WRAPPER = f"""
+import gc, os, signal, sys, tracemalloc
+tracemalloc.start({TRACE_DEPTH})
+dumps = [0]
+def dump(signum, frame):
+    gc.collect()
+    path = os.environ["SOAK_SNAPSHOT"] + "." + str(dumps[0])
+    dumps[0] += 1
+    tracemalloc.take_snapshot().dump(path + ".tmp")
+    os.replace(path + ".tmp", path)
+signal.signal(signal.SIGUSR1, dump)
+from foundation_p2p.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 BATCH = 200  # bodies per Transport batch
 ATTACKS_PER_ROUND = 16  # pre-handshake connections opened concurrently per round
 STATUSES = ["alive", "suspect", "dead", "left"]
@@ -260,16 +279,20 @@ class Soak:
 class Target:
     """The node under test: its process, ports and log."""
 
-    def __init__(self, workdir: Path, name: str, seeds: list[str]) -> None:
+    def __init__(
+        self, workdir: Path, name: str, seeds: list[str], tracemalloc: bool = False
+    ) -> None:
         self.name = name
         self.gossip = free_port()
         self.http = free_port()
         self.address = f"{HOST}:{self.gossip}"
         self.log = workdir / f"{name}.log"
+        self.snapshot_base = workdir / f"{name}.snapshot"
+        self.snapshots = 0
+        launcher = ["-c", TRACEMALLOC_WRAPPER] if tracemalloc else ["-m", "foundation_p2p"]
         command = [
             sys.executable,
-            "-m",
-            "foundation_p2p",
+            *launcher,
             "node",
             "--cluster",
             CLUSTER,
@@ -291,7 +314,15 @@ class Target:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=workdir,  # not bench/, whose transport.py would shadow the package
+                env={**os.environ, "SOAK_SNAPSHOT": str(self.snapshot_base)},
             )
+
+    def snapshot(self, timeout: float = 120.0) -> Path | None:
+        """Ask a node run with --tracemalloc for a snapshot; its file, once written."""
+        path = Path(f"{self.snapshot_base}.{self.snapshots}")
+        self.snapshots += 1
+        os.kill(self.pid, signal.SIGUSR1)
+        return path if wait_until(path.exists, timeout, 0.1) else None
 
     @property
     def pid(self) -> int:
@@ -322,6 +353,18 @@ class Target:
 
     def rss_kib(self) -> int | None:
         return proc_field(self.pid, "VmRSS")
+
+    def refused_counts(self) -> Counter[str]:
+        """Refusals the node counted, by reason, from its Prometheus /metrics (empty if none)."""
+        url = f"http://{HOST}:{self.http}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=3.0) as response:
+                text = response.read().decode()
+        except (OSError, ValueError):
+            return Counter()
+        pattern = r'^foundation_p2p_refused_frames_total\{reason="([^"]+)"\} (\S+)'
+        found = re.findall(pattern, text, re.M)
+        return Counter({reason: int(float(value)) for reason, value in found})
 
     def fds(self) -> int | None:
         try:
@@ -410,8 +453,16 @@ def hello(node: str, **changes: Any) -> bytes:
 class Fuzzer:
     """Sends the frames; every step bounded by `deadline` (time.monotonic())."""
 
-    def __init__(self, target: Target, frames: int, deadline: float, seed: int) -> None:
+    def __init__(
+        self,
+        target: Target,
+        frames: int,
+        deadline: float,
+        seed: int,
+        on_warm: Callable[[], object] | None = None,
+    ) -> None:
         self.target = target
+        self.on_warm = on_warm
         self.goal = frames
         self.deadline = deadline
         self.rng = random.Random(seed)
@@ -440,6 +491,8 @@ class Fuzzer:
                     self.soak.rss_trace.append((self.soak.total, self.target.rss_kib()))
                     if self.soak.rss_warm_kib is None:  # the first tenth warms the allocator
                         self.soak.rss_warm_kib = self.soak.rss_trace[-1][1]
+                        if self.on_warm is not None:
+                            self.on_warm()
                 await self._transport_batch(peers[rounds % len(peers)])
                 attacks = [self._attack() for _ in range(ATTACKS_PER_ROUND)]
                 await asyncio.gather(*attacks, self._raw_session())
@@ -757,6 +810,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=100_000, help="frames to send (100000)")
     parser.add_argument("--duration", type=float, default=240.0, help="time bound in s (240)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (1)")
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace the node's Python allocations: a leak or allocator retention?",
+    )
     args = parser.parse_args(argv)
 
     # asyncio warns "socket.send() raised exception." when we keep writing to a connection the
@@ -770,7 +828,15 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         workdir = Path(tmp)
-        target = Target(workdir, TARGET, [])
+        target = Target(workdir, TARGET, [], tracemalloc=args.tracemalloc)
+        snapshots: dict[str, Path | None] = {}
+        rss_at_snapshot: dict[str, int | None] = {}
+
+        def snapshot(label: str) -> None:
+            if args.tracemalloc:
+                rss_at_snapshot[label] = target.rss_kib()
+                snapshots[label] = target.snapshot()
+
         sampler: Sampler | None = None
         try:
             if not wait_until(target.healthy, 30.0):
@@ -784,7 +850,9 @@ def main(argv: list[str] | None = None) -> int:
             sampler = Sampler(target, 0.5, args.duration + 60.0)
             sampler.start()
             began = time.monotonic()
-            fuzzer = Fuzzer(target, args.frames, began + args.duration, args.seed)
+            fuzzer = Fuzzer(
+                target, args.frames, began + args.duration, args.seed, lambda: snapshot("warm")
+            )
             soak = asyncio.run(fuzzer.run())
             elapsed = time.monotonic() - began
             sampler.stopping.set()
@@ -793,12 +861,14 @@ def main(argv: list[str] | None = None) -> int:
             alive_after = target.running()
             time.sleep(SETTLE)
             rss_settled, fds_settled = target.rss_kib(), target.fds()
+            snapshot("settled")
             healthy_after = target.healthy()
             replicas = target.http_call("GET", "/health")[1]["replicas"] if healthy_after else []
             joined, join_lines = (
                 join_and_replicate(workdir, target) if healthy_after else (False, ["skipped"])
             )
             rss_joined = target.rss_kib()
+            counted = target.refused_counts()
             probes = {}
             if target.running():
                 for tag in ("lwwmap", "ydoc"):  # a control, then the type whose adoption leaked
@@ -852,9 +922,14 @@ def main(argv: list[str] | None = None) -> int:
         f"\nnode log: {log['lines']:,} lines, {log['transport']:,} transport refusals, "
         f"{log['tracebacks']} tracebacks, {log['callback_failures']} callback failures"
     )
-    print("refusals the node logged, by reason (transport and engine):")
-    for reason, seen in log["reasons"].most_common():
-        print(f"  refused {reason:24} {seen:>8,}")
+    print(
+        "refusals by reason: counted by the node (/metrics) and logged by it (at most one line "
+        "per reason and peer every 10 s):"
+    )
+    for reason in sorted(set(counted) | set(log["reasons"]), key=lambda r: -counted[r]):
+        print(f"  refused {reason:24} {counted[reason]:>8,} {log['reasons'][reason]:>8,}")
+    if args.tracemalloc:
+        print_heap_growth(snapshots, rss_at_snapshot)
     print("\nleak probes (after the join check): SyncDelta frames, each one junk delta for a new")
     print("replica name, refused by the node as bad_delta:")
     for tag, (sent, growth) in probes.items():
@@ -904,6 +979,34 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(f"  - {failure}")
     return 0 if not failures else 1
+
+
+def print_heap_growth(
+    snapshots: dict[str, Path | None], rss: dict[str, int | None], top: int = 12
+) -> None:
+    """The traced Python heap from warm-up to settled, beside RSS, and the sites that grew."""
+    import tracemalloc
+
+    warm, settled = snapshots.get("warm"), snapshots.get("settled")
+    if warm is None or settled is None:
+        print("\ntracemalloc: a snapshot was not written in time")
+        return
+    before, after = tracemalloc.Snapshot.load(str(warm)), tracemalloc.Snapshot.load(str(settled))
+    heap_before = sum(s.size for s in before.statistics("filename"))
+    heap_after = sum(s.size for s in after.statistics("filename"))
+    rss_growth = (rss.get("settled") or 0) - (rss.get("warm") or 0)
+    print(
+        f"\ntracemalloc, warm-up -> settled: traced Python heap {heap_before / 2**20:.1f} -> "
+        f"{heap_after / 2**20:.1f} MiB ({(heap_after - heap_before) / 2**20:+.2f} MiB); RSS "
+        f"{rss_growth / 1024:+.1f} MiB over the same span (RSS includes tracemalloc's own)"
+    )
+    print(f"top {top} allocation sites by growth (size, blocks, innermost frame):")
+    for stat in after.compare_to(before, "lineno")[:top]:
+        frame = stat.traceback[0]
+        print(
+            f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d}  "
+            f"{frame.filename}:{frame.lineno}"
+        )
 
 
 if __name__ == "__main__":
