@@ -10,17 +10,20 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections import Counter
+from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from foundation_p2p.engine.replication import MEMBERS
 from foundation_p2p.runtime.metrics import (
     ObservedNode,
     health_details,
-    registry_for,
     silence_limit,
     transport_counters,
 )
@@ -65,6 +68,129 @@ def add_observability_routes(app: web.Application, node: ObservedNode) -> None:
     app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/overview", api_overview)
+
+
+class NodeCollector(Collector):
+    """Prometheus metrics of one node, read from its engine and observer at scrape time."""
+
+    def __init__(self, node: ObservedNode) -> None:
+        self.node = node
+
+    def describe(self) -> list[Metric]:
+        """No up-front description: metric families depend on the running node."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """One family per metric, labelled by state, message type, peer, replica or reason."""
+        node, engine, observer = self.node, self.node.engine, self.node.observer
+        if engine is None or observer is None:
+            return
+        now = observer.clock()
+        info = GaugeMetricFamily(
+            "foundation_p2p_node_info", "This node (always 1).", labels=["node", "cluster"]
+        )
+        info.add_metric([node.node_id, node.cluster], 1)
+        yield info
+
+        members = GaugeMetricFamily(
+            "foundation_p2p_members", "Members known to this node, by state.", labels=["state"]
+        )
+        by_state = Counter(engine.members().values())
+        for state in ("alive", "suspect", "dead", "left"):
+            members.add_metric([state], by_state.get(state, 0))
+        yield members
+
+        for direction, messages, sizes in (
+            ("received", observer.messages_in, observer.bytes_in),
+            ("sent", observer.messages_out, observer.bytes_out),
+        ):
+            count = CounterMetricFamily(
+                f"foundation_p2p_messages_{direction}",
+                f"Protocol messages {direction}, by message type.",
+                labels=["type"],
+            )
+            volume = CounterMetricFamily(
+                f"foundation_p2p_{direction}_bytes",
+                f"Frame bytes {direction} (after the length prefix), by message type.",
+                labels=["type"],
+            )
+            for kind in sorted(messages):
+                count.add_metric([kind], messages[kind])
+                volume.add_metric([kind], sizes[kind])
+            yield count
+            yield volume
+
+        counters = engine.counters
+        rounds = CounterMetricFamily(
+            "foundation_p2p_anti_entropy_rounds", "Anti-entropy exchanges this node started."
+        )
+        rounds.add_metric([], counters.get("anti_entropy.rounds", 0))
+        yield rounds
+        merges = CounterMetricFamily(
+            "foundation_p2p_replica_merges", "Remote deltas merged into a local replica."
+        )
+        merges.add_metric([], counters.get("replica.merged", 0))
+        yield merges
+
+        refused = CounterMetricFamily(
+            "foundation_p2p_refused_frames",
+            "Frames, connections and messages refused, by reason.",
+            labels=["reason"],
+        )
+        for key in sorted(counters):
+            if key.startswith("refused."):
+                refused.add_metric([key.removeprefix("refused.")], counters[key])
+        yield refused
+
+        lag = GaugeMetricFamily(
+            "foundation_p2p_replication_lag_seconds",
+            "Per peer: seconds since the oldest push it has not acknowledged (0: none).",
+            labels=["peer"],
+        )
+        for peer, seconds in sorted(observer.replication_lag(now).items()):
+            lag.add_metric([peer], seconds)
+        yield lag
+
+        replica_sizes = GaugeMetricFamily(
+            "foundation_p2p_replica_size_bytes",
+            "Encoded size of each replica's full state.",
+            labels=["replica"],
+        )
+        replicas = engine.replication.replicas
+        table_size = observer.replica_summary(MEMBERS, engine.membership.table)[0]
+        replica_sizes.add_metric([MEMBERS], table_size)
+        for name in sorted(replicas):
+            replica_sizes.add_metric([name], observer.replica_summary(name, replicas[name])[0])
+        yield replica_sizes
+
+        engine_events = CounterMetricFamily(
+            "foundation_p2p_engine_events",
+            "Every engine counter (probes, suspicions, pushes, ...), by name.",
+            labels=["name"],
+        )
+        for key in sorted(counters):
+            engine_events.add_metric([key], counters[key])
+        yield engine_events
+
+        transport_events = CounterMetricFamily(
+            "foundation_p2p_transport_events",
+            "Transport counters (dial failures, drops, refusals), by name.",
+            labels=["name"],
+        )
+        for key, value in sorted(transport_counters(node).items()):
+            transport_events.add_metric([key], value)
+        yield transport_events
+
+        uptime = GaugeMetricFamily("foundation_p2p_uptime_seconds", "Seconds since start.")
+        uptime.add_metric([], max(0.0, now - observer.started))
+        yield uptime
+
+
+def registry_for(node: ObservedNode) -> CollectorRegistry:
+    """A registry of its own for `node`, so several nodes in one process never clash."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(node))
+    return registry
 
 
 def overview(node: ObservedNode) -> dict[str, Any]:

@@ -1,22 +1,19 @@
 """What a running node observes about itself: traffic, member history, replication lag.
 
 The driver feeds an `Observer` as frames and events pass (a few counter increments each);
-everything else — Prometheus metrics, the health findings, the dashboard's overview — is
-computed from it and from the engine when someone asks (`NodeCollector` reads at scrape time).
+everything else — the health findings here, Prometheus metrics and the dashboard's overview in
+`dashboard.py` (loaded only with HTTP) — is computed from it and from the engine when asked.
 The observer also turns engine events into telemetry events (`foundation_p2p.telemetry`).
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import msgpack
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from foundation_p2p import telemetry
 from foundation_p2p.engine import (
@@ -27,14 +24,14 @@ from foundation_p2p.engine import (
     MemberSuspect,
     MemberUp,
     ProtocolErrorEvent,
-    PushAcked,
     ReplicaChanged,
 )
+from foundation_p2p.engine.events import WritesAcked
 from foundation_p2p.engine.messages import Message, SyncDelta, SyncDigest
 from foundation_p2p.engine.replication import MEMBERS, SUMMARY_TAG_SUFFIX
 
 RECENT_EVENTS = 200
-TRACKED_PUSHES = 2048
+TRACKED_WRITES = 4096  # local writes remembered for the lag; older unheld ones are summarized
 FLAP_WINDOW = 60.0  # seconds: a member suspected this often lately, yet alive, is flapping
 FLAP_COUNT = 3
 # refusal reasons that mean a misconfigured peer rather than a hostile or broken one
@@ -73,9 +70,10 @@ class Observer:
         self.last_topology_change: float | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
         self.events_seen = 0
-        # our push batches: seq -> (sent at, peers it went to); peer -> highest seq acked
-        self._pushes: OrderedDict[int, tuple[float, set[str]]] = OrderedDict()
-        self._acked: dict[str, int] = {}
+        # our local writes, oldest first: (write number, replica, when, peers known to hold it)
+        self._writes: deque[tuple[int, str, float, set[str]]] = deque()
+        # (peer, replica) -> (oldest time, first and last number) of forgotten unheld writes
+        self._forgotten: dict[tuple[str, str], tuple[float, int, int]] = {}
         self._acked_at: dict[str, float] = {}
         self._merge_sizes: dict[str, int] = {}
         self._replica_cache: dict[str, tuple[int, bytes]] = {}
@@ -100,11 +98,7 @@ class Observer:
         kind = type(message).__name__
         self.messages_out[kind] += 1
         self.bytes_out[kind] += size
-        if kind == "SyncDelta":
-            assert isinstance(message, SyncDelta)
-            if message.origin == self.node_id:
-                self._record_push(dst, message.seq)
-        elif kind == "SyncDigest" and telemetry.active(telemetry.ANTI_ENTROPY_ROUND):
+        if kind == "SyncDigest" and telemetry.active(telemetry.ANTI_ENTROPY_ROUND):
             assert isinstance(message, SyncDigest)
             if message.reply and all(d.tag.endswith(SUMMARY_TAG_SUFFIX) for d in message.digests):
                 telemetry.execute(
@@ -136,17 +130,17 @@ class Observer:
         elif kind is ReplicaChanged:
             assert isinstance(event, ReplicaChanged)
             self._dirty.add(event.name)
+            if event.origin == "local":
+                self._record_write(self.engine.write_seq, event.name, now)
             if event.origin != "local" and telemetry.active(telemetry.REPLICA_MERGED):
                 telemetry.execute(
                     telemetry.REPLICA_MERGED,
                     {"bytes": self._merge_sizes.get(event.name, 0)},
                     {"node": self.node_id, "replica": event.name, "origin": event.origin},
                 )
-        elif kind is PushAcked:
-            assert isinstance(event, PushAcked)
-            if event.seq > self._acked.get(event.node, -1):
-                self._acked[event.node] = event.seq
-                self._acked_at[event.node] = now
+        elif kind is WritesAcked:
+            assert isinstance(event, WritesAcked)
+            self._writes_held(event, now)
         elif kind is ProtocolErrorEvent:
             assert isinstance(event, ProtocolErrorEvent)
             self._record(
@@ -167,20 +161,28 @@ class Observer:
     # --- read at scrape time ------------------------------------------------------------
 
     def replication_lag(self, now: float | None = None) -> dict[str, float]:
-        """Per peer that was sent a push: seconds since the oldest push it has not yet
-        acknowledged was sent (0 when it has acknowledged every push sent to it)."""
+        """Per member (not us, not left): seconds since our oldest local write it is not known
+        to hold was made; 0 when it holds every one (known from push acknowledgements and
+        from anti-entropy rounds that found its copy equal to ours)."""
         now = self.clock() if now is None else now
-        lag: dict[str, float] = {}
-        for seq, (sent_at, peers) in self._pushes.items():
+        peers = [
+            member
+            for member, status in self.engine.members().items()
+            if member != self.node_id and status != "left"
+        ]
+        oldest: dict[str, float] = {}
+        for (peer, _), (since, _, _) in self._forgotten.items():
+            oldest[peer] = min(since, oldest.get(peer, since))
+        for _, _, made, holders in self._writes:
             for peer in peers:
-                if peer in lag and lag[peer] > 0:
-                    continue
-                behind = seq > self._acked.get(peer, -1)
-                lag[peer] = max(0.0, now - sent_at) if behind else 0.0
-        return lag
+                if peer not in holders and peer not in oldest:
+                    oldest[peer] = made
+            if len(oldest) == len(peers):
+                break
+        return {peer: max(0.0, now - oldest[peer]) if peer in oldest else 0.0 for peer in peers}
 
     def last_acked(self) -> dict[str, float]:
-        """When each peer last acknowledged one of our pushes."""
+        """When each peer last acknowledged holding some of our writes."""
         return dict(self._acked_at)
 
     def replica_summary(self, name: str, replica: Any) -> tuple[int, bytes]:
@@ -209,13 +211,31 @@ class Observer:
         entry["id"] = self.events_seen
         self.events.append(entry)
 
-    def _record_push(self, dst: str, seq: int) -> None:
-        push = self._pushes.get(seq)
-        if push is None:
-            push = self._pushes[seq] = (self.clock(), set())
-            if len(self._pushes) > TRACKED_PUSHES:
-                self._pushes.popitem(last=False)
-        push[1].add(dst)
+    def _record_write(self, number: int, name: str, now: float) -> None:
+        self._writes.append((number, name, now, set()))
+        if len(self._writes) > TRACKED_WRITES:
+            oldest, replica, made, holders = self._writes.popleft()
+            for member, status in self.engine.members().items():
+                if member != self.node_id and status != "left" and member not in holders:
+                    key = (member, replica)
+                    since, low, _ = self._forgotten.get(key, (made, oldest, oldest))
+                    self._forgotten[key] = (since, low, oldest)
+
+    def _writes_held(self, event: WritesAcked, now: float) -> None:
+        """Peer `event.node` holds our writes to `event.name` numbered first..last."""
+        self._acked_at[event.node] = now
+        forgotten = self._forgotten.get((event.node, event.name))
+        if forgotten is not None and event.first <= forgotten[1] and event.last >= forgotten[2]:
+            del self._forgotten[(event.node, event.name)]
+        for number, name, _, holders in self._writes:
+            if number > event.last:
+                break
+            if number >= event.first and name == event.name:
+                holders.add(event.node)
+        # writes every member now holds no longer matter for the lag
+        others = {m for m, s in self.engine.members().items() if m != self.node_id and s != "left"}
+        while self._writes and others <= self._writes[0][3]:
+            self._writes.popleft()
 
 
 class ObservedNode(Protocol):
@@ -238,129 +258,6 @@ def transport_counters(node: Any) -> Mapping[str, int]:
     """The transport's counters (empty when there is no transport)."""
     transport = getattr(node, "transport", None)
     return dict(getattr(transport, "counters", {}) or {})
-
-
-class NodeCollector(Collector):
-    """Prometheus metrics of one node, read from its engine and observer at scrape time."""
-
-    def __init__(self, node: ObservedNode) -> None:
-        self.node = node
-
-    def describe(self) -> list[Metric]:
-        """No up-front description: metric families depend on the running node."""
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        """One family per metric, labelled by state, message type, peer, replica or reason."""
-        node, engine, observer = self.node, self.node.engine, self.node.observer
-        if engine is None or observer is None:
-            return
-        now = observer.clock()
-        info = GaugeMetricFamily(
-            "foundation_p2p_node_info", "This node (always 1).", labels=["node", "cluster"]
-        )
-        info.add_metric([node.node_id, node.cluster], 1)
-        yield info
-
-        members = GaugeMetricFamily(
-            "foundation_p2p_members", "Members known to this node, by state.", labels=["state"]
-        )
-        by_state = Counter(engine.members().values())
-        for state in ("alive", "suspect", "dead", "left"):
-            members.add_metric([state], by_state.get(state, 0))
-        yield members
-
-        for direction, messages, sizes in (
-            ("received", observer.messages_in, observer.bytes_in),
-            ("sent", observer.messages_out, observer.bytes_out),
-        ):
-            count = CounterMetricFamily(
-                f"foundation_p2p_messages_{direction}",
-                f"Protocol messages {direction}, by message type.",
-                labels=["type"],
-            )
-            volume = CounterMetricFamily(
-                f"foundation_p2p_{direction}_bytes",
-                f"Frame bytes {direction} (after the length prefix), by message type.",
-                labels=["type"],
-            )
-            for kind in sorted(messages):
-                count.add_metric([kind], messages[kind])
-                volume.add_metric([kind], sizes[kind])
-            yield count
-            yield volume
-
-        counters = engine.counters
-        rounds = CounterMetricFamily(
-            "foundation_p2p_anti_entropy_rounds", "Anti-entropy exchanges this node started."
-        )
-        rounds.add_metric([], counters.get("anti_entropy.rounds", 0))
-        yield rounds
-        merges = CounterMetricFamily(
-            "foundation_p2p_replica_merges", "Remote deltas merged into a local replica."
-        )
-        merges.add_metric([], counters.get("replica.merged", 0))
-        yield merges
-
-        refused = CounterMetricFamily(
-            "foundation_p2p_refused_frames",
-            "Frames, connections and messages refused, by reason.",
-            labels=["reason"],
-        )
-        for key in sorted(counters):
-            if key.startswith("refused."):
-                refused.add_metric([key.removeprefix("refused.")], counters[key])
-        yield refused
-
-        lag = GaugeMetricFamily(
-            "foundation_p2p_replication_lag_seconds",
-            "Per peer: seconds since the oldest push it has not acknowledged (0: none).",
-            labels=["peer"],
-        )
-        for peer, seconds in sorted(observer.replication_lag(now).items()):
-            lag.add_metric([peer], seconds)
-        yield lag
-
-        replica_sizes = GaugeMetricFamily(
-            "foundation_p2p_replica_size_bytes",
-            "Encoded size of each replica's full state.",
-            labels=["replica"],
-        )
-        replicas = engine.replication.replicas
-        table_size = observer.replica_summary(MEMBERS, engine.membership.table)[0]
-        replica_sizes.add_metric([MEMBERS], table_size)
-        for name in sorted(replicas):
-            replica_sizes.add_metric([name], observer.replica_summary(name, replicas[name])[0])
-        yield replica_sizes
-
-        engine_events = CounterMetricFamily(
-            "foundation_p2p_engine_events",
-            "Every engine counter (probes, suspicions, pushes, ...), by name.",
-            labels=["name"],
-        )
-        for key in sorted(counters):
-            engine_events.add_metric([key], counters[key])
-        yield engine_events
-
-        transport_events = CounterMetricFamily(
-            "foundation_p2p_transport_events",
-            "Transport counters (dial failures, drops, refusals), by name.",
-            labels=["name"],
-        )
-        for key, value in sorted(transport_counters(node).items()):
-            transport_events.add_metric([key], value)
-        yield transport_events
-
-        uptime = GaugeMetricFamily("foundation_p2p_uptime_seconds", "Seconds since start.")
-        uptime.add_metric([], max(0.0, now - observer.started))
-        yield uptime
-
-
-def registry_for(node: ObservedNode) -> CollectorRegistry:
-    """A registry of its own for `node`, so several nodes in one process never clash."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(node))
-    return registry
 
 
 # --- health -----------------------------------------------------------------------------

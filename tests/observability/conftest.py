@@ -41,13 +41,14 @@ def fast_config(**overrides: Any) -> Config:
 
 
 class Wire:
-    """Frames in flight between drivers. While `drop_pushes` is set, eager pushes are lost;
-    frames from src to dst are lost while (src, dst) is in `blocked`."""
+    """Frames in flight between drivers. Deltas (pushes and anti-entropy replies) from a node
+    in `drop_deltas_from` are lost; frames from src to dst are lost while (src, dst) is in
+    `blocked`."""
 
     def __init__(self) -> None:
         self.in_flight: list[tuple[str, str, bytes]] = []
         self.sent: list[tuple[str, str, bytes]] = []
-        self.drop_pushes = False
+        self.drop_deltas_from: set[str] = set()
         self.blocked: set[tuple[str, str]] = set()
 
     def transport(self, me: str) -> Any:
@@ -58,7 +59,7 @@ class Wire:
                 wire.sent.append((me, peer_id, body))
                 message = decode(body)
                 lost = (me, peer_id) in wire.blocked or (
-                    wire.drop_pushes and isinstance(message, SyncDelta) and bool(message.origin)
+                    me in wire.drop_deltas_from and isinstance(message, SyncDelta)
                 )
                 if not lost:
                     wire.in_flight.append((me, peer_id, body))

@@ -14,6 +14,7 @@ from crdts import PNCounter
 from foundation_p2p import telemetry
 from foundation_p2p.engine import MemberUp, decode
 from foundation_p2p.engine.messages import SyncDelta
+from foundation_p2p.runtime import metrics
 
 
 def test_member_up_and_anti_entropy_round_carry_the_engines_figures(bench, recorder):
@@ -84,30 +85,29 @@ def test_traffic_by_type_matches_the_frames_on_the_wire(bench):
         assert sum(driver.observer.bytes_in.values()) == sum(len(b) for b in received)
 
 
-def test_replication_lag_grows_until_the_peer_acknowledges_our_latest_push(bench):
+def test_replication_lag_counts_our_writes_a_peer_is_not_known_to_hold(bench):
     bench.connect()
     a = bench["a"]
     crdt = a.engine.replica("hits", PNCounter)
+    assert a.observer.replication_lag() == {"b": 0.0}  # nothing written yet
     a.local_write("hits", crdt.increment(1))
-    bench.tick(0.01)
-    pushed_at = bench.now
+    written_at = bench.now
+    bench.tick(0.01)  # the push goes out, unacknowledged so far
     bench.now += 3.0
-    assert a.observer.replication_lag() == {"b": pytest.approx(3.0)}
-    bench.deliver()  # b merges and acknowledges
+    assert a.observer.replication_lag() == {"b": pytest.approx(bench.now - written_at)}
+    bench.deliver()  # b merges and acknowledges the push
     assert a.observer.replication_lag() == {"b": 0.0}
-    assert a.observer.last_acked()["b"] == pushed_at + 3.0
+    assert a.observer.last_acked()["b"] == bench.now
 
-    bench.wire.drop_pushes = True  # b never gets (nor acknowledges) the next push
+    bench.wire.drop_deltas_from = {"a"}  # b gets neither our push nor any repair
     a.local_write("hits", crdt.increment(1))
-    bench.tick(0.01)
-    lost_at = bench.now
-    bench.run(5.0)
-    assert bench["a"].engine.members()["b"] == "alive"
-    assert a.observer.replication_lag()["b"] == pytest.approx(bench.now - lost_at)
-    bench.wire.drop_pushes = False
-    a.local_write("hits", crdt.increment(1))
-    bench.tick(0.01)
-    bench.deliver()  # the newest push is acknowledged: b holds everything we pushed
+    written_at = bench.now
+    bench.run(3.0)
+    assert a.engine.members()["b"] == "alive"
+    assert a.observer.replication_lag()["b"] == pytest.approx(bench.now - written_at)
+    bench.wire.drop_deltas_from = set()
+    bench.run(3.0)  # anti-entropy repairs b, then a round finds its copy equal to ours
+    assert bench["b"].engine.replica("hits", PNCounter).value == 2
     assert a.observer.replication_lag() == {"b": 0.0}
 
 
@@ -136,3 +136,34 @@ def test_without_handlers_no_merge_sizes_are_computed(bench):
     bench.tick(0.01)
     bench.deliver()
     assert bench["b"].observer._merge_sizes == {}
+
+
+def test_lag_survives_forgetting_old_writes_the_peer_lacks(bench, monkeypatch):
+    monkeypatch.setattr(metrics, "TRACKED_WRITES", 3)
+    bench.connect()
+    a = bench["a"]
+    crdt = a.engine.replica("hits", PNCounter)
+    bench.wire.drop_deltas_from = {"a"}
+    first_write_at = bench.now
+    for _ in range(6):  # more writes than remembered: the oldest are summarized
+        a.local_write("hits", crdt.increment(1))
+        bench.run(0.1)
+    assert len(a.observer._writes) == 3
+    assert a.observer.replication_lag()["b"] == pytest.approx(bench.now - first_write_at)
+    bench.wire.drop_deltas_from = set()
+    bench.run(3.0)
+    assert bench["b"].engine.replica("hits", PNCounter).value == 6
+    assert a.observer.replication_lag() == {"b": 0.0}
+    assert not a.observer._writes and not a.observer._forgotten
+
+
+def test_a_dead_peer_falls_further_behind(bench):
+    bench.connect()
+    a = bench["a"]
+    crdt = a.engine.replica("hits", PNCounter)
+    bench.crash("b")
+    a.local_write("hits", crdt.increment(1))
+    written_at = bench.now
+    bench.run(20.0)
+    assert a.engine.members()["b"] == "dead"
+    assert a.observer.replication_lag()["b"] == pytest.approx(bench.now - written_at)
