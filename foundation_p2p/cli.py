@@ -135,6 +135,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=_check)
 
+    load = commands.add_parser(
+        "import",
+        help="load a JSON dump (or a PySyncObj ReplDict's contents) into a SharedState",
+        description=(
+            "Start a short-lived node, write every key of a JSON object into the SharedState "
+            "NAME in one transaction, wait until the cluster's live peers hold it (or, with "
+            "--data-dir and no peer, until it is on disk), then leave. Nothing is written if "
+            "any value cannot be stored. Exit code: 0 done, 1 not confirmed, 2 bad input."
+        ),
+    )
+    load.add_argument("file", help="JSON file holding one object: {key: value, ...}")
+    load.add_argument("--name", required=True, help="the SharedState to load into")
+    load.add_argument("--cluster", default="default", help="cluster name (default: default)")
+    load.add_argument("--seeds", default="", help="comma-separated seed addresses host:port")
+    load.add_argument("--config", metavar="FILE", help="TOML config (default: the environment)")
+    load.add_argument("--key-file", help="file holding the base64 cluster key")
+    load.add_argument("--data-dir", help="write into this node data directory as well")
+    load.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to find peers and sync (30)"
+    )
+    load.set_defaults(run=_import)
+
     status = commands.add_parser(
         "status",
         help="show a running node's view of the cluster (members, replicas, health)",
@@ -298,6 +320,90 @@ def _check(args: argparse.Namespace) -> int:
     warnings = sum(finding.severity == "warning" for finding in findings)
     print(f"{errors} error(s), {warnings} warning(s)")
     return EXIT_FAILED if errors else EXIT_OK
+
+
+def _import(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from foundation_p2p.config import Config, ConfigError
+    from foundation_p2p.node import Node
+    from foundation_p2p.services.state import check_key, encode_value
+
+    def usage(problem: str) -> int:
+        print(f"foundation-p2p import: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+
+    try:
+        with open(args.file, encoding="utf-8") as stream:
+            dump = json.load(stream)
+    except OSError as exc:
+        return usage(f"cannot read {args.file}: {exc.strerror or exc}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return usage(f"{args.file} is not JSON: {exc}")
+    if not isinstance(dump, dict):
+        return usage(f"{args.file} holds a JSON {type(dump).__name__}, expected an object")
+    try:
+        config = Config.from_file(args.config) if args.config else Config.from_env()
+        seeds = [seed.strip() for seed in args.seeds.split(",") if seed.strip()]
+        node = Node(
+            cluster=args.cluster,
+            config=config,
+            seeds=seeds,
+            key_file=args.key_file,
+            data_dir=args.data_dir,
+        )
+    except (ConfigError, ValueError, OSError) as exc:
+        return usage(str(exc))
+    refused = []
+    for key, value in dump.items():
+        try:
+            check_key(key)
+            encode_value(value, config.max_value_bytes)
+        except (TypeError, ValueError) as exc:
+            refused.append(f"  {key!r}: {exc}")
+    if refused:
+        return usage("nothing imported; these keys cannot be stored:\n" + "\n".join(refused))
+
+    def alive_peers() -> int:
+        return sum(
+            status == "alive" for member, status in node.members().items() if member != node.node_id
+        )
+
+    async def load() -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + args.timeout
+        async with node:
+            # --data-dir without --seeds is an offline load: the data dir's node serves it later.
+            offline = args.data_dir is not None and not seeds
+            while not offline and not alive_peers() and loop.time() < deadline:
+                await asyncio.sleep(0.1)
+            peers = alive_peers()
+            if not peers and args.data_dir is None:
+                print(
+                    f"foundation-p2p import: no peer of cluster {args.cluster!r} found within "
+                    f"{args.timeout:g} s; nothing imported (give --seeds, or --data-dir)",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILED
+            state = node.shared_state(args.name)
+            state.update(dump)
+            if args.data_dir is not None:
+                await node.flush_durable()
+            if peers:
+                await state.synced(max(1.0, deadline - loop.time()))
+        where = f"{peers} peer(s)" if peers else f"{args.data_dir}"
+        print(f"imported {len(dump)} key(s) into SharedState {args.name!r}; held by {where}")
+        return EXIT_OK
+
+    try:
+        return asyncio.run(load())
+    except TimeoutError as exc:  # ConsistencyTimeout: the write still replicates
+        print(f"foundation-p2p import: not confirmed by every peer: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"foundation-p2p import: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _keys(args: argparse.Namespace) -> int:
