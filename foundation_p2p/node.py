@@ -284,6 +284,12 @@ class Node:
         return self.driver.observer if self.driver is not None and self.engine else None
 
     @property
+    def open_caches(self) -> dict[str, Cache]:
+        """The caches opened so far, by name (reading this opens none)."""
+        services = getattr(self, "_services", None)
+        return dict(getattr(services, "caches", {})) if services is not None else {}
+
+    @property
     def counters(self) -> dict[str, int]:
         """The engine's counters (refusals, probes, rounds, ...)."""
         return dict(self._require_engine().counters)

@@ -181,6 +181,16 @@ class NodeCollector(Collector):
             transport_events.add_metric([key], value)
         yield transport_events
 
+        caches = CounterMetricFamily(
+            "foundation_p2p_cache_operations",
+            "Cache operations (hits, misses, invalidations, ...), by cache and operation.",
+            labels=["cache", "operation"],
+        )
+        for name, cache in sorted((getattr(node, "open_caches", None) or {}).items()):
+            for operation, count in sorted(getattr(cache, "stats", {}).items()):
+                caches.add_metric([name, operation], count)
+        yield caches
+
         uptime = GaugeMetricFamily("foundation_p2p_uptime_seconds", "Seconds since start.")
         uptime.add_metric([], max(0.0, now - observer.started))
         yield uptime
@@ -285,19 +295,35 @@ def _connected_peers(node: ObservedNode) -> list[str]:
 
 
 def _registry_entries(replica: Any) -> list[dict[str, Any]] | None:
-    """The registry replica's entries, JSON-safe and bounded (None if there is none)."""
+    """The registry's services with their instances, JSON-safe and bounded (None if there is
+    no registry). Records are read in the layout of services.registry.Instance.to_record
+    (name, node, capabilities, meta, load); one of another shape is shown raw."""
     if replica is None:
         return None
     try:
         value = replica.value
-    except Exception as exc:  # a replica type we do not know how to read: say so
-        return [{"name": "?", "value": f"unreadable: {exc}"}]
+    except Exception as exc:  # a replica we cannot read: say so rather than fail the page
+        return [{"service": "?", "instances": [], "raw": f"unreadable: {exc}"}]
     if not isinstance(value, dict):
-        return [{"name": REGISTRY, "value": _json_safe(value)}]
-    entries = []
-    for name in sorted(value, key=str)[:MAX_REGISTRY_ENTRIES]:
-        entries.append({"name": str(name), "value": _json_safe(value[name])})
-    return entries
+        return [{"service": "?", "instances": [], "raw": _json_safe(value)}]
+    services: dict[str, list[dict[str, Any]]] = {}
+    odd: list[dict[str, Any]] = []
+    for instance_id in sorted(value, key=str)[:MAX_REGISTRY_ENTRIES]:
+        record = value[instance_id]
+        if isinstance(record, list) and len(record) == 5 and isinstance(record[0], str):
+            name, node, capabilities, meta, load = record
+            services.setdefault(name, []).append(
+                {
+                    "id": str(instance_id),
+                    "node": _json_safe(node),
+                    "capabilities": _json_safe(capabilities),
+                    "meta": _json_safe(meta),
+                    "load": _json_safe(load),
+                }
+            )
+        else:
+            odd.append({"service": "?", "instances": [], "raw": _json_safe(record)})
+    return [{"service": n, "instances": services[n]} for n in sorted(services)] + odd
 
 
 def _json_safe(value: Any) -> Any:
@@ -358,16 +384,21 @@ def format_status(data: dict[str, Any]) -> str:
     registry = data.get("registry")
     if registry is not None:
         lines.append("")
-        lines += _table(
-            ["REGISTERED", "INSTANCES"],
-            [[e["name"], json.dumps(e["value"])[:80]] for e in registry],
-        )
+        rows = [
+            [entry["service"], _instances(entry) or json.dumps(entry.get("raw"))[:80]]
+            for entry in registry
+        ]
+        lines += _table(["SERVICE", "INSTANCES (NODE CAPABILITIES)"], rows)
     lines.append("")
     status = health.get("cluster_status", "?")
     lines.append(f"health: {status}")
     for advice in health.get("recommendations", []):
         lines.append(f"  - {advice}")
     return "\n".join(lines)
+
+
+def _instances(entry: dict[str, Any]) -> str:
+    return ", ".join(f"{i['node']} {json.dumps(i['capabilities'])}" for i in entry["instances"])
 
 
 def _seconds(value: float | None) -> str:

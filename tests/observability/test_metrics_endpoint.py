@@ -86,3 +86,23 @@ async def test_two_nodes_in_one_process_each_have_their_own_registry(make_cluste
     first, second = await scrape(nodes[0]), await scrape(nodes[1])
     assert list(first["foundation_p2p_node_info"]) == [(("cluster", "obs"), ("node", "n0"))]
     assert list(second["foundation_p2p_node_info"]) == [(("cluster", "obs"), ("node", "n1"))]
+
+
+async def test_cache_operations_and_registry_entries_are_shown(make_cluster):
+    [n0] = await make_cluster(1, http=True)
+    await n0.registry.register("thermo", None, capabilities={"unit": "C"})
+    assert await n0.cache.get("k") is None
+    await n0.cache.put("k", 1)
+    assert await n0.cache.get("k") == 1
+    metrics = await scrape(n0)
+    family = metrics["foundation_p2p_cache_operations_total"]
+    labelled = [(dict(k), v) for k, v in family.items()]
+    operations = {labels["operation"]: v for labels, v in labelled if labels["cache"] == "default"}
+    assert operations["hits"] == 1.0 and operations["misses"] == 1.0
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://{n0.http_address}/api/overview") as response:
+            overview = await response.json()
+    services = {entry["service"]: entry["instances"] for entry in overview["registry"]}
+    [instance] = services["thermo"]
+    assert instance["node"] == "n0" and instance["capabilities"] == {"unit": "C"}
+    assert "sys/registry" in {r["name"] for r in overview["replicas"]}

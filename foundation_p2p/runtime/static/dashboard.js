@@ -99,8 +99,11 @@ function drawReplicas(data) {
   const section = document.getElementById("registry-section");
   section.hidden = data.registry === null || data.registry === undefined;
   if (!section.hidden) {
-    fillBody("#registry", data.registry.map((e) => el("tr", {},
-      el("td", {}, e.name), el("td", {}, el("code", {}, JSON.stringify(e.value))))));
+    fillBody("#registry", data.registry.map((e) => el("tr", { "data-service": e.service },
+      el("td", {}, e.service),
+      el("td", {}, e.instances.length
+        ? e.instances.map((i) => `${i.node} ${JSON.stringify(i.capabilities)} load ${i.load}`).join("; ")
+        : JSON.stringify(e.raw)))));
   }
 }
 
