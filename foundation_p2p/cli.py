@@ -43,10 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--cluster", default="default", help="cluster name (default: default)")
     node.add_argument("--node-id", help="this node's id (default: hostname plus a random suffix)")
-    node.add_argument("--listen", default="127.0.0.1:0", help="gossip address (host:port)")
+    node.add_argument(
+        "--listen", help="gossip address host:port (default: the config's, 127.0.0.1:0)"
+    )
     node.add_argument("--advertise", help="address peers should dial, if not --listen")
     node.add_argument("--seeds", default="", help="comma-separated seed addresses host:port")
     node.add_argument("--mdns", action="store_true", help="find peers by mDNS")
+    node.add_argument(
+        "--discovery",
+        choices=["auto", "mdns", "static", "dns", "kubernetes", "consul", "none"],
+        help="how peers are found; auto picks by environment (default: --seeds or --mdns)",
+    )
+    node.add_argument("--config", metavar="FILE", help="TOML config (profile and settings)")
     node.add_argument(
         "--mdns-interface",
         action="append",
@@ -57,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--http", help="serve the HTTP API on host:port (e.g. 127.0.0.1:8080)")
     node.add_argument(
         "--profile",
-        choices=["development", "production"],
+        choices=["development", "production", "edge"],
         help="timings preset (default: production with a key, development without)",
     )
     node.add_argument("--data-dir", help="persist replicas, peers and identity in this directory")
@@ -237,13 +245,19 @@ def _node(args: argparse.Namespace) -> int:
         config = Config.development()
     elif args.profile == "production":
         config = Config.production()
+    elif args.profile == "edge":
+        config = Config.edge()
     try:
+        if args.config and args.profile:
+            raise ConfigError("give --profile or --config (whose profile = ... picks the preset)")
+        if args.config:
+            config = Config.from_file(args.config)
         node = Node(
             cluster=args.cluster,
             node_id=args.node_id,
             listen=args.listen,
             advertise=args.advertise,
-            discovery="mdns" if args.mdns else None,
+            discovery=args.discovery or ("mdns" if args.mdns else None),
             mdns_interfaces=args.mdns_interface,
             seeds=seeds,
             config=config,
