@@ -270,6 +270,7 @@ def _node(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError, OSError) as exc:
         print(f"foundation-p2p node: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    logging.getLogger().setLevel(node.config.log_level)  # the profile's verbosity
 
     async def serve() -> None:
         stopping = asyncio.Event()

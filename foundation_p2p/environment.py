@@ -133,7 +133,7 @@ def choose_discovery(
     """Build the strategy for `choice` ("auto" consults the config, the seeds given, then
     detect_environment). Raises ConfigError if the choice cannot be built."""
     if choice is not None and not isinstance(choice, str):
-        return DiscoveryChoice(choice, f"a {type(choice).__name__} object was given")
+        return DiscoveryChoice(choice, f"discovery={type(choice).__name__}(...) was given")
     service_account_dir = service_account_dir or SERVICE_ACCOUNT_DIR
     seeds = list(seeds) or list(config.seeds)
     if choice is None:
