@@ -51,6 +51,8 @@ async def test_the_page_shows_a_crashed_member_suspected_then_dead(make_cluster,
 
             await nodes[2].stop(leave=False)  # a crash: no farewell, the process just goes
             await expect(page.locator(status_cell("n2"))).to_have_text("suspect", timeout=10_000)
+            ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / "dashboard-suspect.png").write_bytes(await page.screenshot(full_page=True))
             await expect(page.locator(status_cell("n2"))).to_have_text("dead", timeout=20_000)
             await expect(page.locator("#cluster-status")).to_have_text("degraded")
             await expect(page.locator("#recommendations li").first).to_contain_text(
@@ -62,7 +64,6 @@ async def test_the_page_shows_a_crashed_member_suspected_then_dead(make_cluster,
 
             shot = await page.screenshot(full_page=True)
             (tmp_path / "dashboard.png").write_bytes(shot)
-            ARTIFACTS.mkdir(exist_ok=True)
             (ARTIFACTS / "dashboard.png").write_bytes(shot)
             assert shot.startswith(b"\x89PNG")
         finally:
