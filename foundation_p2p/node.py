@@ -107,6 +107,8 @@ class Node:
             raise ConfigError(f"durability must be one of {DURABILITIES}, got {durability!r}")
         if on_corrupt not in ON_CORRUPT:
             raise ConfigError(f"on_corrupt must be one of {ON_CORRUPT}, got {on_corrupt!r}")
+        if data_dir is None and config is not None and config.data_dir:
+            data_dir = config.data_dir  # the config names the data dir when the call does not
         self.data_dir = Path(data_dir) if data_dir is not None else None
         if self.data_dir is not None and node_id is None:
             self.node_id = stored_node_id(self.data_dir) or self.node_id

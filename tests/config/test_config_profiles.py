@@ -180,3 +180,23 @@ def test_a_bad_config_stops_the_node_before_it_starts() -> None:
     with pytest.raises(ConfigError) as caught:
         Node(cluster="plant-7", config=Config.development(discovery="dns"))
     assert caught.value.field == "dns_name"
+
+
+def test_node_takes_key_file_listen_seeds_and_data_dir_from_the_config(tmp_path: Path) -> None:
+    from foundation_p2p.node import Node
+    from transport import generate_key, key_to_text
+
+    key = tmp_path / "cluster.key"
+    key.write_text(key_to_text(generate_key()))
+    key.chmod(0o600)
+    config = Config.production(
+        key_file=str(key),
+        listen="127.0.0.1:7946",
+        seeds=["127.0.0.1:7947"],
+        data_dir=str(tmp_path / "data"),
+    )
+    node = Node(cluster="plant-7", config=config)
+    assert node.keyring is not None
+    assert node.listen == "127.0.0.1:7946" and node.seeds == ["127.0.0.1:7947"]
+    assert node.data_dir == tmp_path / "data"
+    assert node.discovery is not None and node.discovery.name == "static"
