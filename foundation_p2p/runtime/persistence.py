@@ -510,6 +510,7 @@ class Journal:
     async def flush(self) -> None:
         """Return once every local write so far is committed; PersistenceError if it cannot be."""
         self.commit()
+        await asyncio.sleep(0)  # a loop of durable writes still lets the node run its timers
 
     # --- snapshots --------------------------------------------------------------------------
 

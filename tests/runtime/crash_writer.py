@@ -94,9 +94,18 @@ class _Writer:
             self.lines.append(raw.decode().strip())
             self.ready.set()
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait for the first line; False if the process exited or the time ran out first."""
+        deadline = time.monotonic() + timeout
+        while not self.ready.wait(0.05):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                return self.ready.is_set()
+        return True
+
     def kill(self) -> None:
         """kill -9, by pid, and collect every line it printed."""
-        os.kill(self.process.pid, signal.SIGKILL)
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
         self._reader.join(timeout=10)
         self._log.close()
@@ -126,8 +135,9 @@ def kill_cycles(
         writer = _Writer(data_dir, log_file)
         try:
             if last or rng.random() < 0.8:
-                if not writer.ready.wait(ready_timeout):
-                    raise RuntimeError(f"writer never reported; see {log_file}")
+                if not writer.wait_ready(ready_timeout):
+                    tail = log_file.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"writer never reported ({log_file}):\n{tail}")
                 if not last:
                     time.sleep(rng.uniform(0.0, max_alive))  # a random moment mid-stream
             else:
