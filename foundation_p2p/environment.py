@@ -67,7 +67,7 @@ def detect_environment(
         return Environment(
             "explicit", explicit, f"FOUNDATION_DISCOVERY={explicit}", _env_seeds(env)
         )
-    if (service_account_dir / "token").is_file():
+    if _readable_file(service_account_dir / "token"):
         return Environment(
             "kubernetes",
             "kubernetes",
@@ -95,6 +95,13 @@ def detect_environment(
         "mdns",
         "no Kubernetes, Consul or seed list found: assuming a LAN, peers found by mDNS",
     )
+
+
+def _readable_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a directory we may not search: not a mount we can use
+        return False
 
 
 def _env_seeds(env: Mapping[str, str]) -> tuple[str, ...]:
