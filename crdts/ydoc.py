@@ -146,6 +146,18 @@ def _decode_state(vector: bytes) -> dict[int, int]:
     return out
 
 
+def update_clocks(update: bytes) -> dict[int, int]:
+    """{client: clock} a document must reach to hold an update. pycrdt reports nothing for an
+    update whose dependencies are missing, so a one-client update counts up to its first struct
+    at least."""
+    clocks = _decode_state(bytes(update_state(update)))
+    start = _single_client_start(update)
+    if start is not None and _leading_count(update) == 1:
+        client, clock = start
+        clocks[client] = max(clocks.get(client, 0), clock + 1)
+    return clocks
+
+
 class LocalDelta:
     """What a `YDoc.transaction()` block changed, as one Yjs update (set when the block ends)."""
 
@@ -354,6 +366,10 @@ class YDoc:
     def digest(self) -> bytes:
         """The Yjs state vector."""
         return bytes(self._doc.get_state())
+
+    def clocks(self) -> dict[int, int]:
+        """The state vector as {client: clock} (integrated content only, not what waits)."""
+        return _decode_state(self.digest())
 
     def delta_since(self, digest: Any) -> bytes:
         """The update a replica with state vector `digest` lacks; DecodeError on a bad vector."""

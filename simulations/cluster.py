@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from crdts.ydoc import YDoc, update_clocks
 from foundation_p2p.config import Config
 from foundation_p2p.engine import (
     Engine,
@@ -586,6 +587,10 @@ def _includes(engine: Engine, write: WriteRecord) -> bool:
     replica = engine.replication.replicas.get(write.replica)
     if replica is None:
         return False
+    if isinstance(replica, YDoc):  # an update waiting for a dependency is not held yet
+        have = replica.clocks()
+        if any(have.get(client, 0) < clock for client, clock in update_clocks(write.delta).items()):
+            return False
     probe = replica.copy()
     probe.merge(write.delta)
     return bool(probe == replica)

@@ -1,8 +1,9 @@
 """The node's HTTP API (aiohttp): health, members, shared state as JSON, key administration.
 
-State lives in last-writer-wins map replicas named "state/<name>"; a PUT is a local write of
-this node and replicates like any other. Bad JSON, an unknown replica or key, or a value that
-cannot be replicated gets a 4xx with a JSON error body, and nothing is written.
+`/state/<name>[/<key>]` reads and writes the node's SharedState `name` (the same data Python
+sees through `node.shared_state(name)`); a PUT is a local write of this node and replicates
+like any other. Bytes read back as `{"$bytes": base64}`. Bad JSON, an unknown replica or key,
+or a value that cannot be replicated gets a 4xx with a JSON error body, and nothing is written.
 """
 
 from __future__ import annotations
@@ -11,21 +12,21 @@ import base64
 import hmac
 import json
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from crdts import LWWMap
+from crdts import YDoc
 from foundation_p2p.engine import MEMBERS
 from foundation_p2p.runtime.dashboard import add_observability_routes
 from foundation_p2p.runtime.metrics import health_details
 
 if TYPE_CHECKING:
     from foundation_p2p.node import Node
+    from foundation_p2p.services.state import SharedState
 
 log = logging.getLogger("foundation_p2p.http")
-STATE_PREFIX = "state/"
+STATE_PREFIX = "state/"  # as foundation_p2p.services.state names SharedState replicas
 MAX_BODY = 1024 * 1024
 
 
@@ -33,6 +34,21 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"$bytes": base64.b64encode(value).decode()}
     raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+def _jsonable(value: Any) -> Any:
+    """A SharedState value for JSON: dict keys that are not str become str (bytes as base64)."""
+    if isinstance(value, dict):
+        return {_json_key(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, bytes):
+        return "$bytes:" + base64.b64encode(key).decode()
+    return key if isinstance(key, str) else str(key)
 
 
 def _reply(data: Any, status: int = 200) -> web.Response:
@@ -64,6 +80,11 @@ def build_app(node: Node) -> web.Application:
                 "address": node.address,
                 "members": by_state,
                 "replicas": sorted(n for n in node._require_engine().replica_names if n != MEMBERS),
+                "shared_state_bytes": {
+                    name.removeprefix(STATE_PREFIX): len(replica.full_update())
+                    for name, replica in node._require_engine().replication.replicas.items()
+                    if name.startswith(STATE_PREFIX) and isinstance(replica, YDoc)
+                },
                 **health_details(node),
             }
         )
@@ -82,48 +103,55 @@ def build_app(node: Node) -> web.Application:
         }
         return _reply({"node": node.node_id, "members": table})
 
-    def state_map(name: str, create: bool) -> LWWMap | None:
-        engine = node._require_engine()
-        replica_name = STATE_PREFIX + name
-        existing = engine.replication.replicas.get(replica_name)
-        if existing is None and not create:
+    def existing_state(name: str) -> SharedState | None:
+        """The node's SharedState `name` if the node holds it (a GET creates nothing)."""
+        replica = node._require_engine().replication.replicas.get(STATE_PREFIX + name)
+        if replica is None:
             return None
-        if existing is not None and not isinstance(existing, LWWMap):
+        if not isinstance(replica, YDoc):
             raise web.HTTPBadRequest(
-                text=json.dumps({"error": f"replica {replica_name!r} is not a map"}),
+                text=json.dumps({"error": f"replica {STATE_PREFIX + name!r} is not a SharedState"}),
                 content_type="application/json",
             )
-        return node.replica(replica_name, LWWMap).crdt  # type: ignore[no-any-return]
+        return node.shared_state(name)
 
     @routes.get("/state/{name}")
     async def get_state(request: web.Request) -> web.Response:
-        replica = state_map(request.match_info["name"], create=False)
-        if replica is None:
+        state = existing_state(request.match_info["name"])
+        if state is None:
             return _error(404, f"no shared state named {request.match_info['name']!r}")
-        return _reply(replica.value_at(int(time.time() * 1000)))
+        return _reply(_jsonable(state.to_dict()))
 
     @routes.get("/state/{name}/{key}")
     async def get_key(request: web.Request) -> web.Response:
         name, key = request.match_info["name"], request.match_info["key"]
-        replica = state_map(name, create=False)
-        if replica is None:
+        state = existing_state(name)
+        if state is None:
             return _error(404, f"no shared state named {name!r}")
         missing = object()
-        value = replica.get(key, missing, now_ms=int(time.time() * 1000))
+        value = state.get(key, missing)
         if value is missing:
             return _error(404, f"no key {key!r} in {name!r}")
-        return _reply({"key": key, "value": value})
+        return _reply({"key": key, "value": _jsonable(value)})
 
     @routes.put("/state/{name}/{key}")
     async def put_key(request: web.Request) -> web.Response:
+        """Set a key; `?write=majority|all&timeout=S` waits like SharedState.set (504 when the
+        level is not reached in time: the write stays applied and replicates)."""
         name, key = request.match_info["name"], request.match_info["key"]
         try:
             value = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return _error(400, f"body is not JSON: {exc}")
-        handle = node.replica(STATE_PREFIX + name, LWWMap)
+        write = request.query.get("write", "local")
         try:
-            handle.set(key, value)
+            timeout = float(request.query.get("timeout", "2.0"))
+            if not 0 < timeout <= 60:
+                raise ValueError(timeout)
+            state = existing_state(name) or node.shared_state(name)
+            await state.set(key, value, write=write, timeout=timeout)
+        except TimeoutError as exc:  # ConsistencyTimeout (runtime does not import services)
+            return _error(504, str(exc))
         except (TypeError, ValueError) as exc:
             return _error(400, f"value cannot be replicated: {exc}")
         return _reply({"key": key, "value": value, "node": node.node_id})
@@ -131,10 +159,10 @@ def build_app(node: Node) -> web.Application:
     @routes.delete("/state/{name}/{key}")
     async def delete_key(request: web.Request) -> web.Response:
         name, key = request.match_info["name"], request.match_info["key"]
-        replica = state_map(name, create=False)
-        if replica is None or key not in replica:
+        state = existing_state(name)
+        if state is None or key not in state:
             return _error(404, f"no key {key!r} in {name!r}")
-        node.replica(STATE_PREFIX + name, LWWMap).delete(key)
+        del state[key]
         return _reply({"deleted": key, "node": node.node_id})
 
     @routes.get("/admin/keys")
