@@ -35,7 +35,7 @@ async def write_forever(data_dir: str) -> None:
     from foundation_p2p.node import Node
 
     config = Config.development(snapshot_log_rows=SNAPSHOT_LOG_ROWS, snapshot_interval=0.5)
-    node = Node(cluster="crash", node_id="writer", data_dir=data_dir, config=config)
+    node = Node(cluster="crash", node_id="writer", data_dir=data_dir, config=config, discovery=None)
     await node.start()
     shared_state = getattr(node, "shared_state", None)
     if shared_state is not None:  # SharedState (issue D1) has landed: write through it

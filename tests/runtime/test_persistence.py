@@ -52,6 +52,7 @@ def log_rows(data_dir: Path) -> int:
 async def started(data_dir: Path | None, **options: Any) -> Node:
     options.setdefault("cluster", "p")
     options.setdefault("config", fast())
+    options.setdefault("discovery", None)  # seeds and the persisted peer list only: no mDNS
     node = Node(data_dir=data_dir, **options)
     await node.start()
     return node
@@ -154,7 +155,7 @@ async def test_flush_durable_without_a_data_dir_is_refused() -> None:
 def test_flush_durable_from_a_thread(tmp_path: Path) -> None:
     from foundation_p2p.runtime.thread import NodeThread
 
-    runner = NodeThread(Node(cluster="p", config=fast(), data_dir=tmp_path)).start()
+    runner = NodeThread(Node(cluster="p", config=fast(), discovery=None, data_dir=tmp_path)).start()
     try:
         runner.replica("state/a", LWWMap).set("k", "v")
         runner.flush_durable()
@@ -354,7 +355,7 @@ async def test_a_corrupt_store_fails_naming_the_file(tmp_path: Path, kind: str) 
     await make_store(tmp_path)
     corrupt, message = CORRUPTIONS[kind]
     corrupt(tmp_path)
-    node = Node(cluster="p", config=fast(), data_dir=tmp_path, node_id="disk")
+    node = Node(cluster="p", config=fast(), discovery=None, data_dir=tmp_path, node_id="disk")
     with pytest.raises(PersistenceError, match=message) as raised:
         await node.start()
     assert raised.value.path == str(tmp_path / STORE_FILE)
@@ -519,6 +520,6 @@ def test_bad_options_are_refused() -> None:
     from foundation_p2p.config import ConfigError
 
     with pytest.raises(ConfigError, match="durability"):
-        Node(data_dir="/tmp/x", durability="sometimes")  # type: ignore[arg-type]
+        Node(data_dir="/tmp/x", discovery=None, durability="sometimes")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="on_corrupt"):
-        Node(data_dir="/tmp/x", on_corrupt="shrug")  # type: ignore[arg-type]
+        Node(data_dir="/tmp/x", discovery=None, on_corrupt="shrug")  # type: ignore[arg-type]
