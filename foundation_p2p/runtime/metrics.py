@@ -121,6 +121,8 @@ class Observer:
                 times = self.suspected_at.setdefault(member, deque(maxlen=FLAP_COUNT * 4))
                 times.append(now)
             self._record({"t": now, "kind": f"member_{status}", "member": member})
+            if len(self.member_since) > 2 * len(self.engine.membership.table) + 16:
+                self._forget_departed()
             if telemetry.active(name):
                 metadata: dict[str, Any] = {"node": self.node_id, "member": member}
                 if isinstance(event, MemberUp):
@@ -210,6 +212,15 @@ class Observer:
         self.events_seen += 1
         entry["id"] = self.events_seen
         self.events.append(entry)
+
+    def _forget_departed(self) -> None:
+        """Drop what we keep about members the member table has forgotten (churn of ids)."""
+        table = self.engine.membership.table
+        for per_member in (self.member_since, self.suspected_at, self.last_heard, self._acked_at):
+            for member in [m for m in per_member if m not in table]:
+                del per_member[member]
+        for key in [k for k in self._forgotten if k[0] not in table]:
+            del self._forgotten[key]
 
     def _record_write(self, number: int, name: str, now: float) -> None:
         self._writes.append((number, name, now, set()))

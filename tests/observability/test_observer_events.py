@@ -167,3 +167,15 @@ def test_a_dead_peer_falls_further_behind(bench):
     bench.run(20.0)
     assert a.engine.members()["b"] == "dead"
     assert a.observer.replication_lag()["b"] == pytest.approx(bench.now - written_at)
+
+
+def test_members_the_table_forgot_are_forgotten_by_the_observer_too(bench):
+    bench.connect()
+    observer = bench["a"].observer
+    for i in range(100):  # ids that came and went (say, pods), none of them in the table now
+        observer.event(MemberUp(f"gone-{i}", "127.0.0.1:1"))
+        observer.last_heard[f"gone-{i}"] = bench.now
+    table_size = len(bench["a"].engine.membership.table)
+    assert len(observer.member_since) <= 2 * table_size + 17
+    assert len(observer.last_heard) <= 2 * table_size + 17
+    assert "b" in observer.member_since  # members still in the table are kept
