@@ -53,7 +53,7 @@ _MEMBER_EVENTS: dict[type[Any], tuple[str, telemetry.EventName]] = {
 
 class Observer:
     """Traffic by message type, when each member last changed state and last spoke to us,
-    which pushes each peer has acknowledged, and the node's recent events."""
+    which of our local writes each peer is known to hold, and the node's recent events."""
 
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
