@@ -22,6 +22,7 @@ from foundation_p2p.engine.membership import Membership
 from foundation_p2p.engine.messages import (
     Ack,
     AppMessage,
+    AppMessage,
     Gossip,
     Message,
     Ping,
@@ -52,6 +53,8 @@ class Engine:
         self.counters: Counter[str] = Counter()
         self.clock = HLC(node_id, max_drift_ms=int(self.config.max_clock_drift * 1000))
         self._outbox = Outbox()
+        self.last_heard: dict[str, float] = {}
+        """When a message last came from each peer (singleton quorums count recent contact)."""
         self._now = 0.0
         self.membership = Membership(
             node_id,
@@ -96,6 +99,7 @@ class Engine:
             if src == self.node_id:
                 raise RemoteProtocolError("self_source", "a message claims to come from us")
             self.membership.heard_from(now, src)
+            self.last_heard[src] = now
             rumours = getattr(message, "rumours", ())
             if rumours:
                 self.membership.apply_rumours(now, src, rumours)
@@ -107,6 +111,8 @@ class Engine:
                 self.replication.receive_delta(now, src, message)
             elif isinstance(message, PushAck):
                 self.replication.receive_push_ack(src, message)
+            elif isinstance(message, AppMessage):
+                self._outbox.emit(AppReceived(src, message))
             elif isinstance(message, AppMessage):
                 self._outbox.emit(AppReceived(src, message))
             elif not isinstance(message, Gossip):
@@ -137,6 +143,13 @@ class Engine:
         """Queue a delta already applied to a local replica for replication."""
         self.replication.local_write(self._now if now is None else now, replica_name, delta)
         return self._outbox.drain()
+
+    def send_app(self, dst: str, message: AppMessage) -> list[Output]:
+        """An application message for peer `dst` (the services' point-to-point path)."""
+        if dst == self.node_id:
+            raise LocalProtocolError("an application message to ourselves is delivered locally")
+        self.counters["sent.AppMessage"] += 1
+        return [Send(dst, message)]
 
     def send_app(self, dst: str, message: AppMessage) -> list[Output]:
         """An application message for peer `dst` (the services' point-to-point path)."""

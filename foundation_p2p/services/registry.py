@@ -183,7 +183,12 @@ class Registry:
         self._view_version = -1
         self._round_robin: dict[str, int] = {}
         self._watches: list[Watch] = []
-        self.counters: dict[str, int] = {"malformed_records": 0, "removed_for_dead": 0}
+        self.counters: dict[str, int] = {
+            "malformed_records": 0,
+            "removed_for_dead": 0,
+            "removed_stale_session": 0,
+        }
+        self._reassert()  # a node restored from persistence drops its old session's instances
 
     # --- registering --------------------------------------------------------------------------
 
@@ -404,6 +409,23 @@ class Registry:
             self._dirty = True
 
     def _reassert(self) -> None:
+        """Write back our live instances a peer removed, and remove instances a previous
+        session of this node left behind (they would otherwise look alive forever)."""
+        if self._dirty:
+            self._refresh()
+        stale = [
+            instance_id
+            for instances in self._index.values()
+            for instance_id, instance in instances.items()
+            if instance.node == self.node_id
+            and instance_id not in self._local
+            and not instance_id.startswith(self._session + "/")
+        ]
+        for instance_id in stale:
+            self._handle.remove(instance_id)
+        if stale:
+            self.counters["removed_stale_session"] += len(stale)
+            self._dirty = True
         crdt = self._handle.crdt
         for registration in list(self._local.values()):
             if registration.id not in crdt:

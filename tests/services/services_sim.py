@@ -14,7 +14,9 @@ from simulations.cluster import SimCluster
 class SimServices:
     """Services on every node of a SimCluster, pumped with engine events every `step`."""
 
-    def __init__(self, sim: SimCluster, extra: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self, sim: SimCluster, extra: Callable[[Any, Registry], Any] | None = None
+    ) -> None:
         self.sim = sim
         self.registries: dict[str, Registry] = {}
         self.extras: dict[str, Any] = {}
@@ -28,7 +30,7 @@ class SimServices:
         node = self.sim.nodes[node_id]
         self.registries[node_id] = Registry(node, rng=random.Random(node_id))
         if self._extra is not None:
-            self.extras[node_id] = self._extra(node)
+            self.extras[node_id] = self._extra(node, self.registries[node_id])
         self._seen[node_id] = len(node.events)
         self._engines[node_id] = node.engine
 
@@ -43,8 +45,9 @@ class SimServices:
             self._seen[node_id] = len(node.events)
             for _, event in events:
                 self.registries[node_id].on_event(event)
-                if node_id in self.extras:
-                    self.extras[node_id].on_event(event)
+                on_event = getattr(self.extras.get(node_id), "on_event", None)
+                if on_event is not None:
+                    on_event(event)
 
     def run(
         self, seconds: float, step: float = 0.05, check: Callable[[], None] | None = None

@@ -165,3 +165,17 @@ async def test_registry_on_three_real_nodes_forgets_a_left_and_a_killed_node():
         await eventually(lambda: [i.node for i in nodes[0].registry.lookup("thermo")] == ["n1"], 20)
         await nodes[1].stop()  # graceful
         await eventually(lambda: nodes[0].registry.lookup("thermo") == (), 20)
+
+
+def test_a_restarted_node_removes_the_instances_of_its_previous_session():
+    sim = SimCluster(3, seed=8)
+    services = SimServices(sim)
+    services.run(3.0)
+    services.registries["n2"].register_now("thermo")
+    assert services.run_until(lambda: len(services.registries["n0"].lookup("thermo")) == 1)
+    sim.crash("n2")
+    sim.restart("n2", keep_state=True)  # its replicas survive, its registrations do not
+    assert services.run_until(
+        lambda: all(not r.lookup("thermo") for r in services.registries.values()), 60.0
+    )
+    assert services.registries["n2"].counters["removed_stale_session"] == 1
