@@ -18,6 +18,7 @@ class FakeConsulAgent:
         self.services: dict[str, dict[str, Any]] = {}
         self.critical: set[str] = set()
         self.fail_next = 0
+        self.garbage = False  # health answers with JSON that is not Consul's
         self.requests: list[str] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -93,6 +94,8 @@ class FakeConsulAgent:
         return web.json_response({**service, "Service": service["Name"]})
 
     async def _health(self, request: web.Request) -> web.Response:
+        if self.garbage:
+            return web.json_response({"error": "not a list"})
         name = request.match_info["name"]
         passing = "passing" in request.query
         entries = []

@@ -2,7 +2,7 @@
 
 Answers are built with dnspython's message and rrset classes from a zone the test edits while
 the responder runs: `zone[(name, "A")] = ["10.0.0.1"]`. Names listed nowhere get NXDOMAIN;
-`silent = True` drops every query (the resolver times out).
+`silent = True` drops every query (the resolver times out); `failing = True` answers SERVFAIL.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class StubResolver(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.zone: dict[tuple[str, str], list[str]] = {}
         self.silent = False
+        self.failing = False
         self.queries: list[tuple[str, str]] = []
         self.transport: asyncio.BaseTransport | None = None
         self.address = ""
@@ -39,6 +40,10 @@ class StubResolver(asyncio.DatagramProtocol):
         if self.silent or self.transport is None:
             return
         response = dns.message.make_response(query)
+        if self.failing:
+            response.set_rcode(dns.rcode.SERVFAIL)
+            self.transport.sendto(response.to_wire(), addr)  # type: ignore[attr-defined]
+            return
         records = self.zone.get((name, rdtype))
         if records:
             response.answer.append(dns.rrset.from_text(question.name, 30, "IN", rdtype, *records))

@@ -88,6 +88,21 @@ async def test_500s_are_counted_and_the_last_answer_is_kept() -> None:
     assert discovery.last == [Candidate("10.0.0.1:7001", "a")]
 
 
+async def test_unexpected_json_is_counted_and_the_last_answer_kept() -> None:
+    async with fake_consul() as agent:
+        agent.add_peer("foundation-p2p-a", "10.0.0.1", 7001, cluster="plant-7", node_id="a")
+        discovery = consul(agent)
+        task = asyncio.create_task(discovery.run(ME, lambda c: None))
+        try:
+            await until(lambda: discovery.counters["polls"] >= 1)
+            agent.garbage = True
+            await until(lambda: discovery.counters["malformed"] >= 2)
+        finally:
+            await discovery.close()
+            await asyncio.wait_for(task, 2.0)
+    assert discovery.last == [Candidate("10.0.0.1:7001", "a")]
+
+
 async def test_an_agent_that_restarts_without_state_gets_us_registered_again() -> None:
     async with fake_consul() as agent:
         discovery = consul(agent)

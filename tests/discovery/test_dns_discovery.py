@@ -113,6 +113,23 @@ async def test_a_silent_server_times_out_and_the_last_answer_is_offered_again() 
     assert set(offers) == {"10.0.0.1:7946"}
 
 
+async def test_a_failing_server_is_servfail_and_the_last_answer_is_kept() -> None:
+    async with stub_resolver() as stub:
+        stub.zone[(NAME, "A")] = ["10.0.0.1"]
+        discovery = dns(stub, interval=0.05)
+        task = asyncio.create_task(discovery.run(ME, lambda c: None))
+        try:
+            while discovery.counters["polls"] < 1:
+                await asyncio.sleep(0.01)
+            stub.failing = True
+            while discovery.counters["servfail"] < 2:
+                await asyncio.sleep(0.01)
+        finally:
+            await discovery.close()
+            await asyncio.wait_for(task, 2.0)
+    assert discovery.last == [Candidate("10.0.0.1:7946")]
+
+
 async def test_changed_records_are_followed_and_our_own_address_skipped() -> None:
     async with stub_resolver() as stub:
         stub.zone[(NAME, "A")] = ["10.0.0.1", "10.0.0.9"]  # 10.0.0.9:7946 is ME
