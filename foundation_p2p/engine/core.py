@@ -22,7 +22,6 @@ from foundation_p2p.engine.membership import Membership
 from foundation_p2p.engine.messages import (
     Ack,
     AppMessage,
-    AppMessage,
     Gossip,
     Message,
     Ping,
@@ -113,8 +112,6 @@ class Engine:
                 self.replication.receive_push_ack(src, message)
             elif isinstance(message, AppMessage):
                 self._outbox.emit(AppReceived(src, message))
-            elif isinstance(message, AppMessage):
-                self._outbox.emit(AppReceived(src, message))
             elif not isinstance(message, Gossip):
                 raise RemoteProtocolError("unknown_type", f"{type(message).__name__}")
         except RemoteProtocolError as exc:
@@ -143,13 +140,6 @@ class Engine:
         """Queue a delta already applied to a local replica for replication."""
         self.replication.local_write(self._now if now is None else now, replica_name, delta)
         return self._outbox.drain()
-
-    def send_app(self, dst: str, message: AppMessage) -> list[Output]:
-        """An application message for peer `dst` (the services' point-to-point path)."""
-        if dst == self.node_id:
-            raise LocalProtocolError("an application message to ourselves is delivered locally")
-        self.counters["sent.AppMessage"] += 1
-        return [Send(dst, message)]
 
     def send_app(self, dst: str, message: AppMessage) -> list[Output]:
         """An application message for peer `dst` (the services' point-to-point path)."""
