@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgpack
 
 from crdts import DecodeError, ORMap, YDoc
-from foundation_p2p.engine import Engine, Event, ReplicaChanged
+from foundation_p2p.engine import Engine, Event, MemberDown, MemberLeft, MemberUp, ReplicaChanged
 from foundation_p2p.engine.replication import (
     REPLICA_TYPES,
     decode_delta,
@@ -438,10 +438,10 @@ class Journal:
         self._dirty: set[str] = set()  # replicas changed since their snapshot
         self._rows_since_snapshot = store.log_rows()
         self._incarnation: int | None = None
+        self._peers_changed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._commit_handle: asyncio.Handle | None = None
         self._snapshot_timer: asyncio.TimerHandle | None = None
-        self._failure: PersistenceError | None = None
         self._closed = False
 
     def start(self) -> None:
@@ -472,27 +472,32 @@ class Journal:
         self._dirty.update(names)
 
     def on_event(self, event: Event) -> None:
-        """A remote change marks its replica for the next snapshot."""
+        """A remote change marks its replica for the next snapshot; a member coming or going
+        rewrites the peer list at the next commit (this turn)."""
         if isinstance(event, ReplicaChanged) and event.origin != "local":
             self._dirty.add(event.name)
+        elif isinstance(event, MemberUp | MemberDown | MemberLeft):
+            self._peers_changed = True
+            if self._commit_handle is None and self._loop is not None and not self._closed:
+                self._commit_handle = self._loop.call_soon(self._commit_in_turn)
 
     def commit(self) -> None:
         """Commit every pending row (and a changed incarnation) to disk now."""
         if self._commit_handle is not None:
             self._commit_handle.cancel()
             self._commit_handle = None
-        if not self._pending and self._incarnation == self.engine.incarnation:
+        peers_changed = self._peers_changed
+        if not self._pending and self._incarnation == self.engine.incarnation and not peers_changed:
             return
         rows = self._pending
         meta = self._meta() if self._incarnation != self.engine.incarnation else None
         try:
-            self.store.write(rows, meta=meta)
-        except PersistenceError as exc:
-            self._failure = exc
+            self.store.write(rows, meta=meta, peers=self._peers() if peers_changed else None)
+        except PersistenceError:
             self.engine.counters["persistence.errors"] += 1
             raise
-        self._failure = None
         self._pending = []
+        self._peers_changed = False
         self.engine.counters["persistence.commits"] += 1
         self._rows_since_snapshot += len(rows)
         if self._rows_since_snapshot >= self.snapshot_log_rows and self._loop is not None:
@@ -527,6 +532,7 @@ class Journal:
         )
         self._pending = []
         self._dirty.clear()
+        self._peers_changed = False
         self._rows_since_snapshot = 0
         self.engine.counters["persistence.snapshots"] += 1
         return len(snapshots)
