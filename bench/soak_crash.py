@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         size = sum(p.stat().st_size for p in Path(tmp, "data").iterdir() if p.is_file())
     print(f"kills:                 {result.cycles} ({result.killed_before_ready} during start)")
-    print(f"acknowledged keys:     {result.acknowledged}")
+    print(f"acknowledged keys:     {result.acknowledged} (through {result.api})")
     print(f"restores checked:      {result.restored_checks}")
     print(f"acknowledged missing:  {len(result.missing)} {result.missing[:10]}")
     print(f"data dir at the end:   {size / 1024:.0f} KiB")

@@ -38,7 +38,7 @@ def test_every_acknowledged_durable_write_survives_kill_9(tmp_path: Path) -> Non
     print(
         f"{result.cycles} kills ({result.killed_before_ready} during start/restore), "
         f"{result.acknowledged} acknowledged keys, {result.restored_checks} restores checked, "
-        f"{result.seconds:.1f} s"
+        f"{result.seconds:.1f} s, writes through {result.api}"
     )
     assert result.cycles == CYCLES
     assert result.missing == [], f"seed {seed}: acknowledged keys lost: {result.missing[:10]}"

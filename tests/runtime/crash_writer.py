@@ -41,18 +41,20 @@ async def write_forever(data_dir: str) -> None:
     if shared_state is not None:  # SharedState (issue D1) has landed: write through it
         state = shared_state("crash")
         have = sorted(str(key) for key in state)
+        api = "SharedState.set(durable=True)"
 
         async def write(key: str) -> None:
             await state.set(key, True, durable=True)
     else:
         replica = node.replica("state/crash", LWWMap)
         have = sorted(str(key) for key in replica.value)
+        api = "replica + flush_durable()"
 
         async def write(key: str) -> None:
             replica.set(key, True)
             await node.flush_durable()
 
-    print(json.dumps({"have": have}), flush=True)
+    print(json.dumps({"have": have, "api": api}), flush=True)
     start = 1 + max((int(key[1:]) for key in have), default=0)
     for n in range(start, start + MAX_WRITES):
         key = f"k{n}"
@@ -69,6 +71,7 @@ class CycleResult:
     acknowledged: int = 0
     restored_checks: int = 0
     killed_before_ready: int = 0
+    api: str = ""
     missing: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -110,6 +113,10 @@ class _Writer:
         self._reader.join(timeout=10)
         self._log.close()
 
+    def api(self) -> str:
+        """How the writer wrote: through SharedState or a plain replica."""
+        return str(json.loads(self.lines[0]).get("api", "")) if self.have() is not None else ""
+
     def have(self) -> set[str] | None:
         """The keys it restored at start, if it got that far."""
         if not self.lines or not self.lines[0].startswith("{"):
@@ -147,6 +154,7 @@ def kill_cycles(
             writer.kill()
         have = writer.have()
         if have is not None:
+            result.api = writer.api()
             result.restored_checks += 1
             result.missing.extend(sorted(acknowledged - have))
         acknowledged.update(writer.acknowledged())
