@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgpack
+from pycrdt import merge_updates
 
 from crdts import DecodeError, ORMap, YDoc
 from foundation_p2p.engine import Engine, Event, MemberDown, MemberLeft, MemberUp, ReplicaChanged
@@ -374,15 +375,30 @@ def load(db: sqlite3.Connection, path: Path) -> Loaded:
         loaded.log_rows += 1
     for name, updates in ydoc_updates.items():
         doc = loaded.replicas[name][1]
-        for update in updates:
+        combined = _combined(updates)
+        # one merge (one rehearsal copy of the document) rather than one per row; if the rows
+        # do not combine, merging them one by one names the first bad one
+        for update in [combined] if combined is not None else updates:
             try:
                 doc.merge(update)
             except (DecodeError, ValueError) as exc:
                 raise PersistenceError(
                     path, f"a log row of {name!r} does not decode: {exc}"
                 ) from None
-            loaded.log_rows += 1
+        loaded.log_rows += len(updates)
     return loaded
+
+
+def _combined(updates: list[bytes]) -> bytes | None:
+    """Yjs updates merged into one, or None if pycrdt refuses them (it may panic on bad bytes)."""
+    if len(updates) == 1:
+        return updates[0]
+    try:
+        return bytes(merge_updates(*updates))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # pyo3 PanicException is a BaseException
+        return None
 
 
 def _check_sum(path: str | Path, where: str, data: Any, stored: Any) -> None:
