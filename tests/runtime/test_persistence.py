@@ -523,3 +523,29 @@ def test_bad_options_are_refused() -> None:
         Node(data_dir="/tmp/x", discovery=None, durability="sometimes")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="on_corrupt"):
         Node(data_dir="/tmp/x", discovery=None, on_corrupt="shrug")  # type: ignore[arg-type]
+
+
+def test_cli_node_refuses_a_corrupt_data_dir_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from foundation_p2p.cli import main
+
+    (tmp_path / STORE_FILE).write_bytes(b"garbage" * 100)
+    code = main(["node", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0", "--cluster", "p"])
+    assert code == 1
+    assert f"{tmp_path / STORE_FILE}: not a readable store" in capsys.readouterr().err
+
+
+async def test_a_bad_logged_yjs_update_fails_naming_the_row(tmp_path: Path) -> None:
+    node = await started(tmp_path)
+    node.replica("doc", YDoc).transact(lambda d: d.get("m", type=Map).update({"a": "x"}))
+    await node.flush_durable()
+    await crash(node)
+    bad = b"\x05\xff\xff\xff\x01garbage"  # a count and then nonsense: not a Yjs update
+    with sqlite3.connect(tmp_path / STORE_FILE) as db:
+        db.execute(
+            "INSERT INTO log (name, tag, delta, checksum) VALUES ('doc', 'ydoc', ?, ?)",
+            (bad, checksum(bad)),
+        )
+    with pytest.raises(PersistenceError, match="a log row of 'doc' does not decode"):
+        await started(tmp_path)
