@@ -176,7 +176,9 @@ class YDoc:
     __slots__ = (
         "__weakref__",
         "_captured",
+        "_committed",
         "_doc",
+        "_open",
         "_pending",
         "_shadow",
         "_shadow_lag",
@@ -193,6 +195,8 @@ class YDoc:
         self._unsent: list[bytes] = []  # local changes of a transaction that raised
         self._shadow: Doc[Any] | None = None  # the rehearsal mirror; None until a remote merge
         self._shadow_lag: list[bytes] = []  # local deltas not yet replayed into the shadow
+        self._open: Any = None  # an open local batch (a pycrdt transaction), see open_local()
+        self._committed: list[bytes] = []  # local batches closed but not yet taken
         self._subscription = self._doc.observe(self._on_transaction)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
@@ -233,6 +237,7 @@ class YDoc:
         delta, and a pycrdt panic becomes a ValueError.
         """
         result = LocalDelta()
+        self._close_local()
         self._captured.clear()
         try:
             with self._doc.transaction(origin=origin):
@@ -252,6 +257,35 @@ class YDoc:
             return
         result.delta = updates[0] if len(updates) == 1 else bytes(merge_updates(*updates))
         self._lag(result.delta)
+
+    def open_local(self, origin: str = "local") -> None:
+        """Start (or continue) a local batch: edits to the roots join one pycrdt transaction
+        until take_local(), so many small writes cost one commit. Any other method of this
+        YDoc closes the batch first (its delta then waits for take_local())."""
+        if self._open is None:
+            self._close_local()
+            self._captured.clear()
+            self._open = self._doc.transaction(origin=origin)
+            self._open.__enter__()
+
+    def take_local(self) -> bytes | None:
+        """Close the local batch and return every local change it and earlier closed batches
+        made, as one update (None if there is none)."""
+        self._close_local()
+        committed, self._committed = self._committed, []
+        if not committed:
+            return None
+        return committed[0] if len(committed) == 1 else bytes(merge_updates(*committed))
+
+    def _close_local(self) -> None:
+        if self._open is None:
+            return
+        txn, self._open = self._open, None
+        txn.__exit__(None, None, None)
+        updates, self._captured = self._captured, []
+        for update in updates:
+            self._lag(update)
+            self._committed.append(update)
 
     def _keep_unsent(self) -> None:
         self._unsent.extend(self._captured)
@@ -277,6 +311,7 @@ class YDoc:
         else:
             raise TypeError(f"merge takes a YDoc or update bytes, got {type(other).__name__}")
         _check_count(update, "update")
+        self._close_local()
         self._captured.clear()
         try:
             if self._integrable(update):
@@ -353,11 +388,13 @@ class YDoc:
 
     def full_update(self) -> bytes:
         """The whole document as one update, updates still waiting for dependencies included."""
+        self._close_local()
         state = _pycrdt(lambda: bytes(self._doc.get_update()), "document")
         return self._with_pending(state)
 
     def copy(self) -> YDoc:
         """An independent replica with the same content (a new Yjs client id)."""
+        self._close_local()
         out = YDoc(self.replica)
         for update in [bytes(self._doc.get_update()), *self._pending, *self._unsent]:
             out.merge(update)
@@ -365,6 +402,7 @@ class YDoc:
 
     def digest(self) -> bytes:
         """The Yjs state vector."""
+        self._close_local()
         return bytes(self._doc.get_state())
 
     def clocks(self) -> dict[int, int]:
@@ -377,6 +415,7 @@ class YDoc:
             raise DecodeError(f"ydoc digest: expected bytes, got {type(digest).__name__}")
         vector = bytes(digest)
         _check_count(vector, "state vector")
+        self._close_local()
         delta = _pycrdt(lambda: bytes(self._doc.get_update(vector)), "state vector")
         return self._with_pending(delta)
 
@@ -411,6 +450,7 @@ class YDoc:
 
     def to_wire(self) -> WireValue:
         """`["ydoc", 1, replica, integrated update, [updates waiting for dependencies]]`."""
+        self._close_local()
         pending = [*self._pending, *self._unsent]
         return [self.TAG, self.VERSION, self.replica, bytes(self._doc.get_update()), pending]
 

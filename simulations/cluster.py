@@ -159,6 +159,10 @@ class SimStateHost:
         """The node's current engine (a restart replaces it)."""
         return self.node.engine
 
+    def on_owner(self) -> bool:
+        """Always: the simulator has one thread."""
+        return True
+
     def call(self, function: Callable[[], T]) -> T:
         """Run `function` now: the simulator has one thread."""
         return function()
@@ -189,6 +193,10 @@ class SimStateHost:
     def flush_durable(self) -> Awaitable[None]:
         """Nothing to wait for: the simulator has no disk."""
         return _done()
+
+    def soon(self, callback: Callable[[], None]) -> bool:
+        """No batching in the simulator: every write is its own delta, recorded as such."""
+        return False
 
 
 class SimCluster:

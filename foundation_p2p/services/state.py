@@ -166,6 +166,9 @@ class StateHost(Protocol):
     def engine(self) -> Engine:
         """The running engine (raises if the node is not running)."""
 
+    def on_owner(self) -> bool:
+        """Whether the caller runs on the owner's thread."""
+
     def call(self, function: Callable[[], T]) -> T:
         """Run `function` on the owner's thread and return its result."""
 
@@ -183,6 +186,9 @@ class StateHost(Protocol):
 
     def waiter(self, timeout: float) -> Waiter:
         """A waiter that gives up after `timeout` seconds of the owner's clock."""
+
+    def soon(self, callback: Callable[[], None]) -> bool:
+        """Run `callback` once the current burst of work is done (False: cannot defer)."""
 
     def flush_durable(self) -> Awaitable[None]:
         """Return once every local write so far is on disk (raise if there is no disk)."""
@@ -276,6 +282,7 @@ class SharedState(metaclass=_ResolvingType):
     _last_write: int
     _waiters: list[tuple[Callable[[], bool], Waiter]]
     _txn: contextvars.ContextVar[_Transaction | None]
+    _batch_open: bool  # plain sets are gathering in one pycrdt transaction until _flush_batch
 
     @classmethod
     def _create(cls, name: str, host: StateHost) -> SharedState:
@@ -295,6 +302,7 @@ class SharedState(metaclass=_ResolvingType):
         self._first_write = 0
         self._last_write = 0
         self._waiters = []
+        self._batch_open = False
         self._txn = contextvars.ContextVar(f"shared-state-transaction-{name}", default=None)
         return self
 
@@ -355,12 +363,16 @@ class SharedState(metaclass=_ResolvingType):
 
     def __setitem__(self, key: str, value: Any) -> None:
         blob = self._encode(key, value)
+        if self._batch_open and self._host.on_owner():  # the hot path: a burst of sets
+            self._ydoc.open_local()  # type: ignore[union-attr]
+            self._data[key] = blob  # type: ignore[index]
+            return
         txn = self._txn.get()
         if txn is not None:
             txn.overlay[key] = blob
             txn.operations.append(lambda s: s._data_map().__setitem__(key, blob))
             return
-        self._host.call(lambda: self._write(lambda: self._data_map().__setitem__(key, blob)))
+        self._host.call(lambda: self._set_now(key, blob))
 
     def __delitem__(self, key: str) -> None:
         check_key(key)
@@ -452,6 +464,7 @@ class SharedState(metaclass=_ResolvingType):
 
     async def _synced_on_owner(self, timeout: float) -> None:
         self._bind()
+        self._flush_batch()
         if self._last_write:
             await self._wait_for_level(
                 self._first_write, self._last_write, "live", timeout, "writes so far"
@@ -498,6 +511,7 @@ class SharedState(metaclass=_ResolvingType):
 
         def add() -> None:
             self._bind()
+            self._flush_batch()
             self._observers.append(callback)
             self._watch_roots()
 
@@ -529,6 +543,7 @@ class SharedState(metaclass=_ResolvingType):
         """The YDoc of the running engine (re-bound when the node restarted)."""
         engine = self._host.engine()
         if engine is not self._engine or self._ydoc is None:
+            self._batch_open = False  # a batch of the previous engine's document goes with it
             self._unwatch_roots()
             if self._unsubscribe is not None:
                 self._unsubscribe()
@@ -557,8 +572,43 @@ class SharedState(metaclass=_ResolvingType):
     def _root(self, name: str, kind: type[T]) -> T:
         return self._bind().get(name, kind)
 
+    def _set_now(self, key: str, blob: bytes) -> None:
+        """A plain `s[key] = value`: batched with the other sets of this loop turn into one
+        transaction and one delta, unless someone observes (then each set is a change)."""
+        if self._observers:
+            self._write(lambda: self._data_map().__setitem__(key, blob))
+            return
+        self._host.writable()
+        ydoc = self._bind()
+        if not self._batch_open:
+            if not self._host.soon(self._flush_batch):
+                self._write(lambda: self._data_map().__setitem__(key, blob))
+                return
+            self._batch_open = True
+        ydoc.open_local()  # reopens it if a remote merge closed it meanwhile
+        self._data_map()[key] = blob
+
+    def _flush_batch(self) -> None:
+        """Hand the batched sets to the engine as one local write."""
+        if not self._batch_open:
+            return
+        self._batch_open = False
+        ydoc = self._ydoc
+        delta = ydoc.take_local() if ydoc is not None else None
+        if delta is None:
+            return
+        try:
+            seq = self._host.write(self.replica_name, delta)
+        except Exception:  # e.g. the node stopped since: the sets stay applied here
+            log.exception("SharedState %r: batched writes not replicated", self.name)
+            return
+        if not self._first_write:
+            self._first_write = seq
+        self._last_write = seq
+
     def _write(self, change: Callable[[], object]) -> int:
         """Apply `change` in one transaction and replicate its delta; return its number."""
+        self._flush_batch()
         self._host.writable()
         ydoc = self._bind()
         with ydoc.transaction() as result:
@@ -1032,12 +1082,13 @@ class NodeHost:
         """The node's running engine (NodeError if it is not started)."""
         return self.node._require_engine()  # type: ignore[no-any-return]
 
-    def _on_loop(self) -> bool:
+    def on_owner(self) -> bool:
+        """Whether the caller runs on the node's loop thread."""
         return bool(threading.get_ident() == self.node._thread_id)
 
     def call(self, function: Callable[[], T]) -> T:
         """Run `function` on the node's loop thread."""
-        if self._on_loop():
+        if self.on_owner():
             return function()
         from foundation_p2p.runtime.thread import call_on_loop
 
@@ -1046,7 +1097,7 @@ class NodeHost:
 
     async def run(self, coroutine: Awaitable[T]) -> T:
         """Await `coroutine` on the node's loop, whichever loop awaits this."""
-        if self._on_loop():
+        if self.on_owner():
             return await coroutine
         self.node._require_engine()
         future: Future[T] = asyncio.run_coroutine_threadsafe(
@@ -1071,6 +1122,14 @@ class NodeHost:
     def waiter(self, timeout: float) -> Waiter:
         """A waiter on the node's loop."""
         return AsyncioWaiter(timeout)
+
+    def soon(self, callback: Callable[[], None]) -> bool:
+        """Run `callback` on the node's loop after the callbacks already queued."""
+        loop = self.node._loop
+        if loop is None:
+            return False
+        loop.call_soon(callback)
+        return True
 
     def flush_durable(self) -> Awaitable[None]:
         """Wait for the node's disk."""

@@ -223,3 +223,58 @@ def test_hostile_leading_count_is_rejected_cheaply() -> None:
     assert probe.returncode == 0, probe.stderr[-2000:]
     growth_mib = int(probe.stdout.strip()) / 1024
     assert growth_mib < 64, f"4 hostile bytes made the process grow by {growth_mib:.0f} MiB"
+
+
+def test_a_local_batch_survives_a_remote_merge_in_its_middle() -> None:
+    """Sets gathered with open_local() are one delta; a remote merge (or any other YDoc call)
+    closes the batch first, so none of its changes is tagged remote or lost."""
+    doc, peer, remote = YDoc("a", client_id=1), YDoc("b", client_id=2), YDoc("c", client_id=3)
+    m = doc.get("m", Map)
+    doc.open_local()
+    m["x"] = 1
+    doc.merge(set_key(remote, "r", 3))  # closes the batch
+    doc.open_local()
+    m["y"] = 2
+    assert doc.digest() == doc.digest()  # reads close it too
+    doc.open_local()
+    m["z"] = 3
+    delta = doc.take_local()
+    assert delta is not None and doc.take_local() is None
+    peer.merge(delta)
+    assert peer.get("m", Map).to_py() == {"x": 1.0, "y": 2.0, "z": 3.0}  # no "r": not ours
+    peer.merge(doc)
+    assert same(peer, doc)
+
+
+def test_remote_merges_rehearse_on_a_shadow_that_follows_local_writes() -> None:
+    """A remote update is refused if it would break the document, and the shadow it is tried
+    on tracks local writes, so a good update that builds on them is still taken."""
+    doc, peer = YDoc("a", client_id=1), YDoc("b", client_id=2)
+    peer.merge(set_key(doc, "x", 1))
+    doc.merge(set_key(peer, "y", 2))  # the shadow exists from here on
+    for i in range(3):
+        peer.merge(set_key(doc, f"local{i}", i))  # replayed into the shadow lazily
+    doc.merge(set_key(peer, "local0", "overwritten by b"))
+    assert doc.get("m", Map)["local0"] == "overwritten by b"
+    assert same(YDoc.from_wire(doc.to_wire()), doc)
+
+
+# Found by fuzzing corrupted updates: this update applies cleanly to an empty Doc, but merged
+# into a Doc holding BASE it leaves yrs panicking (Option::unwrap on None).
+POISON_BASE = bytes.fromhex(
+    "020115000801016c017c3f8000000303002801016d026b32017c3f8000000801016c027c3f800000"
+    "7c3f8000002801016d026b300177017300"
+)
+POISON = bytes.fromhex("010115018815400001863f80000000")
+
+
+def test_an_update_that_would_poison_the_document_is_refused_and_the_document_serves_on() -> None:
+    doc = YDoc("a")
+    doc.merge(POISON_BASE)
+    before = canonical_update(doc)
+    with pytest.raises(DecodeError):
+        doc.merge(POISON)
+    assert canonical_update(doc) == before
+    assert same(YDoc.from_wire(doc.to_wire()), doc)
+    doc.merge(set_key(YDoc("b"), "after", 1))  # the shadow was rebuilt: merges go on
+    assert doc.get("m", Map)["after"] == 1

@@ -145,3 +145,25 @@ def test_a_node_thread_rejects_writes_after_stop() -> None:
 
 def test_consistency_timeout_is_a_timeout_error() -> None:
     assert issubclass(ConsistencyTimeout, TimeoutError)
+
+
+async def test_a_burst_of_sets_in_one_loop_turn_is_one_delta() -> None:
+    async with Node(cluster="solo", listen="127.0.0.1:0", discovery=None) as node:
+        s = node.shared_state("burst")
+        engine = node._require_engine()
+        s["first"] = 0
+        await asyncio.sleep(0)
+        before = engine.write_seq
+        for i in range(100):
+            s[f"k{i}"] = i
+        assert s["k99"] == 99 and len(s) == 101  # visible at once
+        assert engine.write_seq == before  # not handed to the engine yet
+        await asyncio.sleep(0)
+        assert engine.write_seq == before + 1
+        await s.set("k0", "set waits for its own write", write="all", timeout=1.0)
+        assert engine.write_seq == before + 2
+        seen: list[object] = []
+        s.observe(seen.append)  # with an observer, each set is its own change
+        s["a"] = 1
+        s["b"] = 2
+        assert len(seen) == 2 and engine.write_seq == before + 4

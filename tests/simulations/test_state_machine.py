@@ -1,5 +1,6 @@
 """Random writes and faults against 3-7 simulated nodes; after a final heal and a quiet period,
 every replica has converged, no acknowledged write is lost and nothing removed comes back.
+SharedState writes (keys, a counter, a text) take part like the other replicas.
 
 Hypothesis drives the rules; the simulator's seed is part of the drawn data, so a failure
 prints the exact steps and seed, and replays exactly.
@@ -42,6 +43,8 @@ class ClusterMachine(RuleBasedStateMachine):
         self.sim = SimCluster(nodes=nodes, seed=seed)
         self.ids = list(self.sim.nodes)
         self.amounts: list[tuple[int, int]] = []  # (index in sim.writes, increment)
+        self.visits: list[tuple[int, int]] = []  # SharedState counter: (write index, amount)
+        self.notes: list[tuple[int, str]] = []  # SharedState text appends: (write index, token)
         self.sim.run_for(2.0)
 
     def live(self) -> list[str]:
@@ -71,6 +74,27 @@ class ClusterMachine(RuleBasedStateMachine):
     @rule(data=st.data(), key=KEYS)
     def delete_key(self, data: st.DataObject, key: str) -> None:
         self.sim.node(self.pick(data)).replica("config", LWWMap).delete(key)
+
+    @rule(data=st.data(), key=KEYS, value=st.integers(0, 99) | st.binary(max_size=3))
+    def state_set(self, data: st.DataObject, key: str, value: int | bytes) -> None:
+        self.sim.node(self.pick(data)).shared_state("line-3")[key] = value
+
+    @rule(data=st.data(), key=KEYS)
+    def state_delete(self, data: st.DataObject, key: str) -> None:
+        state = self.sim.node(self.pick(data)).shared_state("line-3")
+        if key in state:
+            del state[key]
+
+    @rule(data=st.data(), amount=st.integers(-3, 5))
+    def state_count(self, data: st.DataObject, amount: int) -> None:
+        self.sim.node(self.pick(data)).shared_state("line-3").counter("visits").increment(amount)
+        self.visits.append((len(self.sim.writes) - 1, amount))
+
+    @rule(data=st.data())
+    def state_note(self, data: st.DataObject) -> None:
+        token = f"<{len(self.notes)}>"
+        self.sim.node(self.pick(data)).shared_state("line-3").text("notes").append(token)
+        self.notes.append((len(self.sim.writes) - 1, token))
 
     @rule(data=st.data())
     def partition(self, data: st.DataObject) -> None:
@@ -129,6 +153,14 @@ class ClusterMachine(RuleBasedStateMachine):
         for node in sim.live_nodes():
             counter = node.engine.replication.replicas.get("hits")
             assert (counter.value if counter else 0) == expected, f"counter off ({detail})"
+        visits = sum(amount for i, amount in self.visits if not sim.writes[i].lost)
+        tokens = [token for i, token in self.notes if not sim.writes[i].lost]
+        for node in sim.live_nodes():
+            state = node.shared_state("line-3")
+            assert state.counter("visits").value == visits, f"visits off ({detail})"
+            notes = str(state.text("notes"))
+            assert all(token in notes for token in tokens), f"lost text ({detail}): {notes}"
+            assert len(notes) == sum(map(len, tokens)), f"text resurrected ({detail}): {notes}"
 
 
 # 200 examples in CI (HYPOTHESIS_PROFILE=ci), a quick 25 locally.
