@@ -176,7 +176,6 @@ class Store:
         self.moved_aside: list[Path] = []
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
-        self._last_seq = 0
 
     # --- open and load ----------------------------------------------------------------------
 
@@ -199,9 +198,7 @@ class Store:
 
     def _open_and_load(self) -> Loaded:
         self._db = _connect(self.path)
-        loaded = load(self._db, self.path)
-        self._last_seq = self._max_seq()
-        return loaded
+        return load(self._db, self.path)
 
     def _move_aside(self, error: PersistenceError) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -286,10 +283,6 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
-
-    def _max_seq(self) -> int:
-        row = self._require_db().execute("SELECT max(seq) FROM log").fetchone()
-        return int(row[0] or 0)
 
     def _require_db(self) -> sqlite3.Connection:
         if self._db is None:
@@ -543,8 +536,9 @@ class Journal:
         snapshots = [
             (name, tag_of(replicas[name]), encode_state(replicas[name])) for name in sorted(chosen)
         ]
+        # pending rows need no log entry: their replicas are dirty, so in this snapshot
         self.store.write(
-            self._pending, meta=self._meta(), snapshots=snapshots, peers=self._peers(), compact=True
+            [], meta=self._meta(), snapshots=snapshots, peers=self._peers(), compact=True
         )
         self._pending = []
         self._dirty.clear()
