@@ -160,6 +160,8 @@ def test_flush_durable_from_a_thread(tmp_path: Path) -> None:
         runner.replica("state/a", LWWMap).set("k", "v")
         runner.flush_durable()
         assert log_rows(tmp_path) == 1
+        info = runner.backup(str(tmp_path / "b.fp2p"))
+        assert list(info.replicas) == ["state/a"]
     finally:
         runner.stop()
 
