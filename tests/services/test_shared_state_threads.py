@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -167,3 +168,18 @@ async def test_a_burst_of_sets_in_one_loop_turn_is_one_delta() -> None:
         s["a"] = 1
         s["b"] = 2
         assert len(seen) == 2 and engine.write_seq == before + 4
+
+
+async def test_durable_writes_are_there_after_a_restart(tmp_path: Path) -> None:
+    options = {"cluster": "solo", "listen": "127.0.0.1:0", "discovery": None, "node_id": "p"}
+    async with Node(data_dir=tmp_path, **options) as node:  # type: ignore[arg-type]
+        s = node.shared_state("s")
+        for i in range(50):
+            s[f"k{i}"] = i  # batched
+        await s.set("durable", b"yes", durable=True)
+        s.counter("c").increment(3)
+        await s.set("last", 1, durable=True)
+    async with Node(data_dir=tmp_path, **options) as node:  # type: ignore[arg-type]
+        s = node.shared_state("s")
+        assert s["durable"] == b"yes" and s["k49"] == 49 and len(s) == 52
+        assert s.counter("c").value == 3
