@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from crdts import YDoc
 from foundation_p2p.config import Config
 from foundation_p2p.engine import ReplicaChanged
+from foundation_p2p.engine.events import WritesAcked
 from foundation_p2p.services.state import (
     INT64_MAX,
     INT64_MIN,
@@ -409,3 +410,20 @@ def test_bad_names_are_refused() -> None:
     for bad, error in (("", ValueError), (5, TypeError), ("x" * 201, ValueError)):
         with pytest.raises(error):
             sim.node("n0").shared_state(bad)  # type: ignore[arg-type]
+
+
+def test_the_engine_reports_which_peers_hold_which_writes() -> None:
+    sim = cluster(3)
+    node = sim.node("n0")
+    s = node.shared_state("s")
+    s["a"] = 1
+    first = node.engine.write_seq
+    s["b"] = 2
+    last = node.engine.write_seq
+    assert last == first + 1
+    sim.run_for(0.5)
+    acks = [e for _, e in node.events if isinstance(e, WritesAcked)]
+    for peer in ("n1", "n2"):
+        ranges = [(e.first, e.last) for e in acks if e.node == peer and e.name == "state/s"]
+        assert any(lo <= first and last <= hi for lo, hi in ranges), (peer, ranges)
+    assert all(e.name == "state/s" for e in acks)  # no acks for replicas we never wrote
