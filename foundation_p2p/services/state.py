@@ -363,14 +363,14 @@ class SharedState(metaclass=_ResolvingType):
 
     def __setitem__(self, key: str, value: Any) -> None:
         blob = self._encode(key, value)
-        if self._batch_open and self._host.on_owner():  # the hot path: a burst of sets
-            self._ydoc.open_local()  # type: ignore[union-attr]
-            self._data[key] = blob  # type: ignore[index]
-            return
         txn = self._txn.get()
         if txn is not None:
             txn.overlay[key] = blob
             txn.operations.append(lambda s: s._data_map().__setitem__(key, blob))
+            return
+        if self._batch_open and self._host.on_owner():  # the hot path: a burst of sets
+            self._ydoc.open_local()  # type: ignore[union-attr]
+            self._data[key] = blob  # type: ignore[index]
             return
         self._host.call(lambda: self._set_now(key, blob))
 

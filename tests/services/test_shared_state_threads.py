@@ -161,6 +161,13 @@ async def test_a_burst_of_sets_in_one_loop_turn_is_one_delta() -> None:
         assert engine.write_seq == before  # not handed to the engine yet
         await asyncio.sleep(0)
         assert engine.write_seq == before + 1
+        s["open"] = 1  # a batch is open ...
+        with pytest.raises(RuntimeError), s.transaction():
+            s["in-transaction"] = 1  # ... but a transaction's writes still wait for its end
+            raise RuntimeError("abandon")
+        assert "in-transaction" not in s
+        await asyncio.sleep(0)
+        before += 1
         await s.set("k0", "set waits for its own write", write="all", timeout=1.0)
         assert engine.write_seq == before + 2
         seen: list[object] = []
