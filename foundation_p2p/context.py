@@ -131,7 +131,7 @@ def parent_span_id() -> str | None:
 
 
 def _otel_span_active() -> bool:
-    if _otel_trace is None:
+    if _otel_trace is None or not _otel_context.get_current():  # an empty Context: no span
         return False
     return bool(_otel_trace.get_current_span().get_span_context().is_valid)
 

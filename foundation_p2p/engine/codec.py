@@ -235,6 +235,16 @@ def _app_message(fields: list[Any]) -> AppMessage:
     )
 
 
+def parse_app_message(fields: Any) -> AppMessage:
+    """An AppMessage from its wire fields (as in a batch); RemoteProtocolError if malformed."""
+    try:
+        return _app_message(_list(fields, "app"))
+    except RemoteProtocolError:
+        raise
+    except (TypeError, ValueError, LookupError) as exc:
+        raise RemoteProtocolError("malformed", f"{type(exc).__name__}: {exc}") from None
+
+
 _PARSERS: dict[int, Callable[[list[Any]], Message]] = {
     1: _ping,
     2: _ack,

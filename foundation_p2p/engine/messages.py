@@ -127,7 +127,10 @@ APP_REQUEST = 1
 APP_REPLY = 2
 APP_ERROR = 3
 APP_PUBLISH = 4
-APP_KINDS = frozenset({APP_SEND, APP_REQUEST, APP_REPLY, APP_ERROR, APP_PUBLISH})
+APP_BATCH = 5
+"""Several application messages for one peer, in order: the payload is a msgpack list of
+[kind, channel, payload, target, corr, timeout_ms, headers] (the services unpack it)."""
+APP_KINDS = frozenset({APP_SEND, APP_REQUEST, APP_REPLY, APP_ERROR, APP_PUBLISH, APP_BATCH})
 
 
 Message = Ping | Ack | PingReq | SyncDigest | SyncDelta | PushAck | Gossip | AppMessage

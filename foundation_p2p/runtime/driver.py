@@ -134,6 +134,17 @@ class Driver:
         if not self._closed:
             self._handle(self.engine.send_app(dst, message))
 
+    def send_app(self, dst: str, message: AppMessage) -> None:
+        """Send an application message to peer `dst` through the engine."""
+        if self._closed:
+            return
+        # no timer changes with a send: skip _handle's re-arming (the hot path of pub/sub)
+        for output in self.engine.send_app(dst, message):
+            if isinstance(output, Send):
+                address = self.engine.membership.address_of(output.dst)
+                if not self.transport.send(output.dst, encode(output.message), address):
+                    self.engine.counters["send.dropped"] += 1
+
     def leave(self) -> None:
         """Announce a graceful departure."""
         self._handle(self.engine.leave(self.clock()))

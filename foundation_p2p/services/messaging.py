@@ -21,8 +21,17 @@ from typing import Any
 import msgpack
 
 from foundation_p2p import context as ctx
-from foundation_p2p.engine import AppMessage, AppReceived, Event, MemberDown, MemberLeft
+from foundation_p2p.engine import (
+    AppMessage,
+    AppReceived,
+    Event,
+    MemberDown,
+    MemberLeft,
+    RemoteProtocolError,
+)
+from foundation_p2p.engine.codec import parse_app_message
 from foundation_p2p.engine.messages import (
+    APP_BATCH,
     APP_ERROR,
     APP_PUBLISH,
     APP_REPLY,
@@ -34,6 +43,8 @@ from foundation_p2p.services.registry import Instance, Registration, Registry, S
 log = logging.getLogger("foundation_p2p.services.messaging")
 
 PUBSUB_PREFIX = "sys.pubsub/"
+BATCH_MESSAGES = 1024  # at most this many messages...
+BATCH_BYTES = 64 * 1024  # ...and about this many payload bytes in one batch frame
 SYSTEM_PREFIX = "sys."
 Callback = Callable[[Any], Any]
 
@@ -106,7 +117,10 @@ class Messaging:
     ) -> None:
         self.node_id = node_id
         self.registry = registry
-        self._send_app = send_app
+        self._transmit = send_app
+        self._outgoing: dict[str, list[AppMessage]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_scheduled = False
         self._corr = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[Any], str, str]] = {}
         self._subscribers: dict[str, list[Subscription]] = {}
@@ -299,6 +313,73 @@ class Messaging:
         finally:
             self._pending.pop(corr, None)
 
+    # --- batching -----------------------------------------------------------------------------
+
+    def _send_app(self, node: str, message: AppMessage) -> None:
+        """Queue a message for `node`; what one loop turn queued leaves as one batch frame."""
+        queue = self._outgoing.get(node)
+        if queue is None:
+            self._outgoing[node] = [message]
+        else:
+            queue.append(message)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        outgoing, self._outgoing = self._outgoing, {}
+        for node, messages in outgoing.items():
+            if len(messages) == 1:
+                self._transmit(node, messages[0])
+                continue
+            batch: list[list[Any]] = []
+            size = 0
+            for m in messages:
+                batch.append(
+                    [m.kind, m.channel, m.payload, m.target, m.corr, m.timeout_ms, m.headers]
+                )
+                size += len(m.payload) + 32
+                if len(batch) >= BATCH_MESSAGES or size >= BATCH_BYTES:
+                    self._transmit(node, AppMessage(APP_BATCH, "sys.batch", pack(batch)))
+                    batch, size = [], 0
+            if batch:
+                self._transmit(node, AppMessage(APP_BATCH, "sys.batch", pack(batch)))
+        self.counters["batches"] += 1
+
+    def _receive_batch(self, src: str, message: AppMessage) -> None:
+        try:
+            items = unpack(message.payload)
+            if type(items) is not list:
+                raise RemoteProtocolError("malformed", "a batch is a list")
+        except Exception as exc:  # a peer's bad bytes: count and drop, never raise
+            self._bad_payload("sys.batch", exc)
+            return
+        for item in items:
+            # the pub/sub hot path, checked inline; anything else goes through the codec
+            if (
+                type(item) is list
+                and len(item) == 7
+                and item[0] == APP_PUBLISH
+                and type(item[1]) is str
+                and item[1]
+                and type(item[2]) is bytes
+                and type(item[6]) is dict
+            ):
+                self.counters["received.publish"] += 1
+                self._deliver(item[1], item[2], item[6])
+                continue
+            try:
+                parsed = parse_app_message(item)
+                if parsed.kind == APP_BATCH:
+                    raise RemoteProtocolError("malformed", "a batch inside a batch")
+            except RemoteProtocolError as exc:
+                self._bad_payload("sys.batch", exc)
+                continue
+            self._receive(src, parsed)
+
     # --- receiving ----------------------------------------------------------------------------
 
     def on_event(self, event: Event) -> None:
@@ -312,7 +393,9 @@ class Messaging:
 
     def _receive(self, src: str, message: AppMessage) -> None:
         kind = message.kind
-        if kind == APP_PUBLISH:
+        if kind == APP_BATCH:
+            self._receive_batch(src, message)
+        elif kind == APP_PUBLISH:
             self.counters["received.publish"] += 1
             self._deliver(message.channel, message.payload, dict(message.headers))
         elif kind == APP_REQUEST or kind == APP_SEND:
@@ -418,15 +501,17 @@ class Messaging:
     ) -> None:
         """Call a subscriber or a send handler: sync ones now, async ones as a task."""
         context = contextvars.copy_context()
-        if headers:
-            context.run(ctx.attach, headers)
         try:
-            result = context.run(callback, value)
+            if headers:
+                context.run(ctx.attach, headers)
+                result = context.run(callback, value)
+            else:  # nothing to attach: no need to run inside the copy
+                result = callback(value)
         except Exception:  # an application callback must not stop the node
             self.counters["callback.raised"] += 1
             log.exception("%s raised", what)
             return
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             self._spawn(_logged(result, what, self.counters), None, context)
 
     def _spawn(
@@ -448,7 +533,8 @@ class Messaging:
         log.warning("undecodable message payload on %r: %s", channel, exc)
 
     def close(self) -> None:
-        """Cancel running handlers and fail pending calls."""
+        """Send what is queued, cancel running handlers and fail pending calls."""
+        self._flush()
         for task in list(self._tasks):
             task.cancel()
         for future, _node, _channel in self._pending.values():

@@ -175,3 +175,24 @@ async def test_a_raising_subscriber_is_logged_and_counted_and_others_still_get_t
         await nodes[0].pubsub.publish("alerts", "fire")
         await eventually(lambda: got == ["fire"])
         assert nodes[1]._cluster_services().messaging.counters["callback.raised"] == 1
+
+
+async def test_malformed_batches_from_a_peer_are_counted_and_the_good_parts_delivered():
+    from foundation_p2p.engine.messages import APP_BATCH
+
+    async with real_cluster(1) as (node,):
+        got: list[object] = []
+        node.pubsub.subscribe("t", got.append)
+        messaging = node._cluster_services().messaging
+        good = [APP_PUBLISH, "t", msgpack.packb("ok"), "", 0, 0, {}]
+        nested = [APP_BATCH, "sys.batch", msgpack.packb([good]), "", 0, 0, {}]
+        for payload in (
+            b"\xc1",  # not msgpack
+            msgpack.packb({"not": "a list"}),
+            msgpack.packb(
+                [good, ["junk"], nested, [APP_PUBLISH, "t", b"\xc1", "", 0, 0, {}], good]
+            ),
+        ):
+            messaging.on_event(AppReceived("peer", AppMessage(APP_BATCH, "sys.batch", payload)))
+        assert got == ["ok", "ok"]
+        assert messaging.counters["refused.payload"] == 5
