@@ -551,3 +551,42 @@ async def test_a_bad_logged_yjs_update_fails_naming_the_row(tmp_path: Path) -> N
         )
     with pytest.raises(PersistenceError, match="a log row of 'doc' does not decode"):
         await started(tmp_path)
+
+
+async def test_the_snapshot_timer_compacts_the_log(tmp_path: Path) -> None:
+    node = await started(tmp_path, config=fast(snapshot_interval=0.05))
+    try:
+        node.replica("state/a", LWWMap).set("k", 1)
+        await node.flush_durable()
+        assert log_rows(tmp_path) == 1
+        await eventually(lambda: log_rows(tmp_path) == 0)
+        with sqlite3.connect(tmp_path / STORE_FILE) as db:
+            names = [row[0] for row in db.execute("SELECT name FROM snapshots")]
+        assert names == ["state/a"]
+    finally:
+        await node.stop()
+
+
+async def test_a_failing_disk_is_reported_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await started(tmp_path)
+    try:
+        assert node.journal is not None
+        store = node.journal.store
+        real_write = store.write
+
+        def full_disk(*args: Any, **kwargs: Any) -> None:
+            raise PersistenceError(store.path, "write failed: database or disk is full")
+
+        monkeypatch.setattr(store, "write", full_disk)
+        node.replica("state/a", LWWMap).set("k1", 1)
+        with pytest.raises(PersistenceError, match="disk is full"):
+            await node.flush_durable()
+        assert node.counters["persistence.errors"] == 1
+        node.replica("state/a", LWWMap).set("k2", 2)  # the node keeps serving writes
+        monkeypatch.setattr(store, "write", real_write)  # space again
+        await node.flush_durable()
+        assert log_rows(tmp_path) == 2  # the failed batch was kept and committed
+    finally:
+        await node.stop()
