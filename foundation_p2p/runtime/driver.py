@@ -131,11 +131,6 @@ class Driver:
 
     def send_app(self, dst: str, message: AppMessage) -> None:
         """Send an application message to peer `dst` through the engine."""
-        if not self._closed:
-            self._handle(self.engine.send_app(dst, message))
-
-    def send_app(self, dst: str, message: AppMessage) -> None:
-        """Send an application message to peer `dst` through the engine."""
         if self._closed:
             return
         # no timer changes with a send: skip _handle's re-arming (the hot path of pub/sub)
