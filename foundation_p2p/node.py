@@ -428,55 +428,6 @@ class Node:
             self._services = ClusterServices(self)
         return self._services  # type: ignore[no-any-return]
 
-    # --- cluster services: registry, messaging, cache, placement ----------------------------
-
-    @property
-    def registry(self) -> Registry:
-        """The service registry: register instances, look them up, pick one."""
-        return self._cluster_services().registry
-
-    @property
-    def pubsub(self) -> PubSub:
-        """Publish/subscribe across the cluster."""
-        return self._cluster_services().messaging.pubsub
-
-    async def send(self, service: str, message: Any, **options: Any) -> None:
-        """Fire-and-forget `message` to one instance of `service` (see Messaging.send)."""
-        await self._cluster_services().messaging.send(service, message, **options)
-
-    async def call(
-        self, service: str, request: Any, timeout: float = 1.0, retries: int = 1, **options: Any
-    ) -> Any:
-        """Request/response with one instance of `service` (see Messaging.call)."""
-        return await self._cluster_services().messaging.call(
-            service, request, timeout=timeout, retries=retries, **options
-        )
-
-    @property
-    def cache(self) -> Cache:
-        """The default cache (mode "replicated"); open_cache() opens others."""
-        return self._cluster_services().cache("default")
-
-    def open_cache(self, name: str, **options: Any) -> Cache:
-        """The cache `name` (mode="local"|"replicated"|"partitioned", max_entries=...)."""
-        return self._cluster_services().cache(name, **options)
-
-    def singleton(self, name: str, run: Any, **options: Any) -> Singleton:
-        """Run `await run()` on exactly one connected member (quorum=, on_conflict=)."""
-        return self._cluster_services().placement.singleton(name, run, **options)
-
-    def spread(self, name: str, count: int, run: Any) -> Spread:
-        """Run `count` workers `await run(index)` spread evenly over the cluster."""
-        return self._cluster_services().placement.spread(name, count, run)
-
-    def _cluster_services(self) -> ClusterServices:
-        self._check_loop_thread()
-        if self._services is None:
-            from foundation_p2p.services.cluster_services import ClusterServices
-
-            self._services = ClusterServices(self)
-        return self._services  # type: ignore[no-any-return]
-
     # --- internals ----------------------------------------------------------------------------
 
     def _found(self, candidate: Candidate) -> None:
