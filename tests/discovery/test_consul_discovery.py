@@ -4,6 +4,7 @@ of our cluster only, 500s, an agent that restarts without state, deregistration 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -121,7 +122,10 @@ async def test_an_agent_that_restarts_without_state_gets_us_registered_again() -
     assert discovery.counters["registered"] == 2
 
 
-async def test_an_unreachable_agent_never_stops_the_loop() -> None:
+async def test_an_unreachable_agent_never_stops_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="transport.discovery.consul")
     async with fake_consul() as agent:
         address = agent.address
     discovery = ConsulDiscovery(address, interval=0.05, timeout=0.5)
@@ -133,6 +137,8 @@ async def test_an_unreachable_agent_never_stops_the_loop() -> None:
         await discovery.close()
         await asyncio.wait_for(task, 2.0)
     assert discovery.last == []
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1  # one per outage, repeats at debug
 
 
 def test_agent_address_follows_consul_http_addr(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ timeouts, records that change."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,10 @@ async def test_without_srv_the_a_records_are_dialed_at_our_port() -> None:
         assert (SRV.lower(), "SRV") in stub.queries
 
 
-async def test_nxdomain_is_a_typed_error_and_the_poll_goes_on() -> None:
+async def test_nxdomain_is_a_typed_error_and_the_poll_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="transport.discovery.dns")
     async with stub_resolver() as stub:
         discovery = dns(stub, interval=0.05)
         with pytest.raises(DnsLookupError) as caught:
@@ -87,6 +91,9 @@ async def test_nxdomain_is_a_typed_error_and_the_poll_goes_on() -> None:
             await asyncio.sleep(0.01)
         stub.zone[(NAME, "A")] = ["10.0.0.5"]
         assert await task == {"10.0.0.5:7946"}
+    levels = [r.levelname for r in caplog.records if "does not exist" in r.getMessage()]
+    assert levels[0] == "WARNING" and set(levels[1:]) == {"DEBUG"}  # one warning, then quiet
+    assert any("resolves again" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_silent_server_times_out_and_the_last_answer_is_offered_again() -> None:

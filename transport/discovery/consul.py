@@ -64,6 +64,7 @@ class ConsulDiscovery:
         self.service_id: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self._registered = False
+        self._failing = False
         self._closed = asyncio.Event()
 
     async def run(self, me: Announcement, found: Found) -> None:
@@ -102,8 +103,14 @@ class ConsulDiscovery:
             entries = await self._request("GET", f"/v1/health/service/{self.service}?passing")
         except ConsulError as exc:
             self.counters["errors"] += 1
-            log.warning("consul discovery: %s (trying again in %.0fs)", exc, self.interval)
+            # One warning per outage, not one per poll: repeats go to debug.
+            level = logging.DEBUG if self._failing else logging.WARNING
+            self._failing = True
+            log.log(level, "consul discovery: %s (polling every %gs)", exc, self.interval)
             return
+        if self._failing:
+            log.info("consul discovery: the agent at %s answers again", self.base_url)
+            self._failing = False
         self.counters["polls"] += 1
         self.last = self._candidates(entries, me)
 

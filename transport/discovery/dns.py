@@ -73,16 +73,23 @@ class DnsDiscovery:
     async def run(self, me: Announcement, found: Found) -> None:
         """Resolve and offer every `interval` seconds until cancelled or closed."""
         _host, own_port = parse_address(me.address)
+        failing: str | None = None
         while not self._closed.is_set():
             try:
                 self.last = [c for c in await self.resolve(own_port) if c.address != me.address]
                 self.counters["polls"] += 1
+                if failing is not None:
+                    log.info("%s discovery: %s resolves again", self.name, self.dns_name)
+                failing = None
             except DnsLookupError as exc:
                 self.counters[exc.reason] += 1
                 if exc.reason == "nxdomain":
                     self.last = []
-                log.warning(
-                    "%s discovery: %s (polling again in %.0fs)", self.name, exc, self.interval
+                # One warning per kind of failure, not one per poll: repeats go to debug.
+                level = logging.DEBUG if exc.reason == failing else logging.WARNING
+                failing = exc.reason
+                log.log(
+                    level, "%s discovery: %s (polling every %gs)", self.name, exc, self.interval
                 )
             for candidate in self.last:
                 try:
