@@ -20,6 +20,7 @@ driver needs no extra dependency. Everything here runs on the node's event-loop 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
@@ -424,8 +425,29 @@ def stored_node_id(data_dir: str | Path) -> str | None:
 # --- the journal: the node's live connection to its store ---------------------------------
 
 
+@dataclass
+class _Job:
+    """One transaction for the store's writer thread."""
+
+    upto: int  # local writes recorded when it was composed: all durable once it commits
+    rows: list[tuple[str, str, bytes]]
+    meta: dict[str, Any] | None = None
+    peers: dict[str, str] | None = None
+    snapshots: list[tuple[str, str, bytes]] = field(default_factory=list)
+    compact: bool = False
+    covered: list[tuple[str, str, bytes]] = field(default_factory=list)  # rows a snapshot holds
+    future: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
+
+
 class Journal:
-    """Records local writes, commits them as the durability mode says, takes snapshots."""
+    """Records local writes, commits them as the durability mode says, takes snapshots.
+
+    Commits run on one writer thread, one transaction at a time, so the event loop never waits
+    for an fsync in batch mode; writes recorded while a commit is in flight go together in the
+    next one (group commit). A snapshot is encoded on the loop (it reads the replicas) only when
+    no commit is in flight, and deletes the whole log: every row committed before it is covered
+    by the state it encodes, and rows recorded after it go in later transactions.
+    """
 
     def __init__(
         self,
@@ -446,17 +468,24 @@ class Journal:
         self._pending: list[tuple[str, str, bytes]] = []
         self._dirty: set[str] = set()  # replicas changed since their snapshot
         self._rows_since_snapshot = store.log_rows()
+        self._recorded = 0  # local writes recorded ...
+        self._durable = 0  # ... and how many of them are committed
         self._incarnation: int | None = None
         self._peers_changed = False
+        self._snapshot_wanted = False
+        self._inflight: _Job | None = None
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "foundation-p2p-journal")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._commit_handle: asyncio.Handle | None = None
+        self._kick_handle: asyncio.Handle | None = None
+        self._retry_handle: asyncio.TimerHandle | None = None
         self._snapshot_timer: asyncio.TimerHandle | None = None
         self._closed = False
 
     def start(self) -> None:
         """Record identity now, and snapshot periodically on the running loop."""
         self._loop = asyncio.get_running_loop()
-        self.store.write([], meta=self._meta(), peers=None)
+        self.store.write([], meta=self._meta())
         self._arm_snapshot()
 
     # --- the write path ---------------------------------------------------------------------
@@ -469,12 +498,13 @@ class Journal:
         if crdt is None:
             return  # the engine refuses it next; nothing was written
         self._pending.append((replica, tag_of(crdt), encode_delta(delta)))
+        self._recorded += 1
         self._dirty.add(replica)
         self.engine.counters["persistence.writes"] += 1
         if self.durability == "always":
-            self.commit()
-        elif self._commit_handle is None and self._loop is not None:
-            self._commit_handle = self._loop.call_soon(self._commit_in_turn)
+            self._commit_inline()
+        else:
+            self._soon()
 
     def mark_changed(self, names: Iterable[str]) -> None:
         """Include these replicas in the next snapshot."""
@@ -482,79 +512,168 @@ class Journal:
 
     def on_event(self, event: Event) -> None:
         """A remote change marks its replica for the next snapshot; a member coming or going
-        rewrites the peer list at the next commit (this turn)."""
+        rewrites the peer list with the next commit."""
         if isinstance(event, ReplicaChanged) and event.origin != "local":
             self._dirty.add(event.name)
         elif isinstance(event, MemberUp | MemberDown | MemberLeft):
             self._peers_changed = True
-            if self._commit_handle is None and self._loop is not None and not self._closed:
-                self._commit_handle = self._loop.call_soon(self._commit_in_turn)
-
-    def commit(self) -> None:
-        """Commit every pending row (and a changed incarnation) to disk now."""
-        if self._commit_handle is not None:
-            self._commit_handle.cancel()
-            self._commit_handle = None
-        peers_changed = self._peers_changed
-        if not self._pending and self._incarnation == self.engine.incarnation and not peers_changed:
-            return
-        rows = self._pending
-        meta = self._meta() if self._incarnation != self.engine.incarnation else None
-        try:
-            self.store.write(rows, meta=meta, peers=self._peers() if peers_changed else None)
-        except PersistenceError:
-            self.engine.counters["persistence.errors"] += 1
-            raise
-        self._pending = []
-        self._peers_changed = False
-        self.engine.counters["persistence.commits"] += 1
-        self._rows_since_snapshot += len(rows)
-        if self._rows_since_snapshot >= self.snapshot_log_rows and self._loop is not None:
-            self._loop.call_soon(self._snapshot_safely)
-
-    def _commit_in_turn(self) -> None:
-        self._commit_handle = None
-        try:
-            self.commit()
-        except PersistenceError as exc:
-            log.error("%s; retrying in 1 s (writes since are not yet durable)", exc)
-            if self._loop is not None and not self._closed:
-                self._commit_handle = self._loop.call_later(1.0, self._commit_in_turn)
+            self._soon()
 
     async def flush(self) -> None:
         """Return once every local write so far is committed; PersistenceError if it cannot be."""
-        self.commit()
+        if self._closed:
+            raise PersistenceError(self.store.path, "store is closed")
+        target = self._recorded
+        if self._durable < target:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append((target, waiter))
+            self._kick()
+            await waiter
         await asyncio.sleep(0)  # a loop of durable writes still lets the node run its timers
+
+    # --- commits ----------------------------------------------------------------------------
+
+    def _soon(self) -> None:
+        if self._kick_handle is None and self._loop is not None and not self._closed:
+            self._kick_handle = self._loop.call_soon(self._kick)
+
+    def _kick(self) -> None:
+        """Hand the next transaction to the writer thread, unless one is in flight."""
+        self._kick_handle = None
+        if self._inflight is not None or self._closed or self._loop is None:
+            return
+        job = self._compose()
+        if job is None:
+            return
+        self._inflight = job
+        loop = self._loop
+        job.future = self._executor.submit(self._write, job)
+        job.future.add_done_callback(lambda _: _call_soon(loop, self._finished, job))
+
+    def _finished(self, job: _Job) -> None:
+        if self._inflight is not job:
+            return  # settled already by a caller that waited for it
+        self._inflight = None
+        if self._settle(job) and not self._closed:
+            self._kick()
+
+    def _commit_inline(self) -> None:
+        """Commit everything recorded so far before returning (durability="always")."""
+        target = self._recorded
+        while self._durable < target:
+            job = self._inflight
+            if job is not None:
+                concurrent.futures.wait([job.future])
+            else:
+                job = self._compose()
+                if job is None:
+                    return
+                try:
+                    self._write(job)
+                    job.future.set_result(None)
+                except BaseException as exc:
+                    job.future.set_exception(exc)
+            self._inflight = None
+            if not self._settle(job):
+                raise self._error_of(job)
+
+    def _compose(self, snapshot: bool = False, names: Iterable[str] = ()) -> _Job | None:
+        """The next transaction: pending rows, or a snapshot that covers them."""
+        snapshot = snapshot or self._snapshot_wanted
+        meta = self._meta() if snapshot or self._incarnation != self.engine.incarnation else None
+        peers = self._peers() if snapshot or self._peers_changed else None
+        if not snapshot and not self._pending and meta is None and peers is None:
+            return None
+        job = _Job(self._recorded, [], meta, peers)
+        if snapshot:
+            replicas = self.engine.replication.replicas
+            chosen = (self._dirty | set(names)) & set(replicas)
+            job.snapshots = [
+                (n, tag_of(replicas[n]), encode_state(replicas[n])) for n in sorted(chosen)
+            ]
+            job.compact, job.covered = True, self._pending
+            self._dirty -= chosen
+            self._snapshot_wanted = False
+        else:
+            job.rows = self._pending
+        self._pending = []
+        self._peers_changed = False
+        return job
+
+    def _write(self, job: _Job) -> None:
+        self.store.write(
+            job.rows, meta=job.meta, snapshots=job.snapshots, peers=job.peers, compact=job.compact
+        )
+
+    def _settle(self, job: _Job) -> bool:
+        """Account for a finished transaction; False if it failed (its work is kept)."""
+        exc = job.future.exception()
+        counters = self.engine.counters
+        if exc is None:
+            self._durable = max(self._durable, job.upto)
+            if job.compact:
+                counters["persistence.snapshots"] += 1
+                self._rows_since_snapshot = 0
+            else:
+                counters["persistence.commits"] += 1
+                self._rows_since_snapshot += len(job.rows)
+                if self._rows_since_snapshot >= self.snapshot_log_rows:
+                    self._snapshot_wanted = True
+            ready = [w for t, w in self._waiters if t <= self._durable]
+            self._waiters = [(t, w) for t, w in self._waiters if t > self._durable]
+            for waiter in ready:
+                if not waiter.done():
+                    waiter.set_result(None)
+            return True
+        error = self._error_of(job)
+        counters["persistence.errors"] += 1
+        self._pending = job.rows + job.covered + self._pending
+        self._dirty.update(name for name, _, _ in job.snapshots)
+        self._peers_changed = self._peers_changed or job.peers is not None
+        if job.meta is not None:
+            self._incarnation = None
+        waiters, self._waiters = self._waiters, []
+        for _, waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
+        if self._loop is not None and not self._closed and self._retry_handle is None:
+            log.error("%s; retrying in 1 s (writes since are not yet durable)", error)
+            self._retry_handle = self._loop.call_later(1.0, self._retry)
+        return False
+
+    def _retry(self) -> None:
+        self._retry_handle = None
+        self._kick()
 
     # --- snapshots --------------------------------------------------------------------------
 
     def snapshot(self, names: Iterable[str] | None = None) -> int:
-        """Snapshot changed replicas (and `names`; None: all), drop the log; how many written."""
+        """Snapshot changed replicas (and `names`; None: all) now, dropping the log; how many."""
+        self._wait_inflight()
         replicas = self.engine.replication.replicas
-        chosen = set(replicas) if names is None else {n for n in names if n in replicas}
-        chosen |= self._dirty & set(replicas)
-        snapshots = [
-            (name, tag_of(replicas[name]), encode_state(replicas[name])) for name in sorted(chosen)
-        ]
-        # pending rows need no log entry: their replicas are dirty, so in this snapshot
-        self.store.write(
-            [], meta=self._meta(), snapshots=snapshots, peers=self._peers(), compact=True
-        )
-        self._pending = []
-        self._dirty.clear()
-        self._peers_changed = False
-        self._rows_since_snapshot = 0
-        self.engine.counters["persistence.snapshots"] += 1
-        return len(snapshots)
-
-    def _snapshot_safely(self) -> None:
-        if self._closed or self._rows_since_snapshot < self.snapshot_log_rows:
-            return
+        job = self._compose(True, replicas if names is None else names)
+        assert job is not None
         try:
-            self.snapshot(())
-        except PersistenceError as exc:
-            self.engine.counters["persistence.errors"] += 1
-            log.error("snapshot failed: %s", exc)
+            self._write(job)
+            job.future.set_result(None)
+        except BaseException as exc:
+            job.future.set_exception(exc)
+        if not self._settle(job):
+            raise self._error_of(job)
+        return len(job.snapshots)
+
+    def _error_of(self, job: _Job) -> PersistenceError:
+        exc = job.future.exception()
+        if isinstance(exc, PersistenceError):
+            return exc
+        return PersistenceError(self.store.path, f"write failed: {exc!r}")
+
+    def _wait_inflight(self) -> None:
+        job = self._inflight
+        if job is not None:
+            concurrent.futures.wait([job.future])
+            self._inflight = None
+            self._settle(job)
 
     def _arm_snapshot(self) -> None:
         if self._loop is None or self._closed or self.snapshot_interval <= 0:
@@ -563,24 +682,26 @@ class Journal:
 
     def _periodic(self) -> None:
         if self._dirty or self._rows_since_snapshot:
-            try:
-                self.snapshot(())
-            except PersistenceError as exc:
-                self.engine.counters["persistence.errors"] += 1
-                log.error("snapshot failed: %s", exc)
+            self._snapshot_wanted = True
+            self._kick()
         self._arm_snapshot()
 
     def close(self) -> None:
-        """Final snapshot (clean shutdown), then close the store."""
+        """Finish the commit in flight, take a final snapshot, close the store."""
         if self._closed:
             return
+        for handle in (self._kick_handle, self._retry_handle, self._snapshot_timer):
+            if handle is not None:
+                handle.cancel()
         try:
             self.snapshot(())
         finally:
             self._closed = True
-            for handle in (self._commit_handle, self._snapshot_timer):
-                if handle is not None:
-                    handle.cancel()
+            self._executor.shutdown(wait=True)
+            for _, waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_exception(PersistenceError(self.store.path, "store is closed"))
+            self._waiters = []
             self.store.close()
 
     def _meta(self) -> dict[str, Any]:
@@ -599,6 +720,12 @@ class Journal:
             for node, member in self.engine.membership.table.items()
             if node != me and member.status in ("alive", "suspect") and member.address
         }
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
+    """From the writer thread: run `callback` on the loop (unless the loop is gone)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
 
 
 # --- backups ------------------------------------------------------------------------------
