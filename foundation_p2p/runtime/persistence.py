@@ -4,7 +4,7 @@ One SQLite database per node (`<data_dir>/node.sqlite3`, WAL mode, `synchronous=
 local write reaches the engine through `Driver.local_write`; the driver hands it to `Journal`
 first, which appends (replica, type tag, delta wire bytes) to the `log` table. With
 `durability="always"` each append is committed before the write call returns; with "batch"
-the appends of one event-loop turn are committed together. Snapshots hold each replica's full
+a writer thread commits them in groups (see `Journal`). Snapshots hold each replica's full
 `to_wire()` and drop the log rows they cover, so the store stays bounded.
 
 Loading is all or nothing: every row is decoded and merged before anything reaches the
@@ -14,7 +14,8 @@ aside and the node starts empty, to be refilled by its peers).
 
 SQLite rather than pycrdt-store: the log must hold every CRDT type (maps, counters, sets and
 Yjs documents alike) plus the peer list and incarnation in one transaction, and the stdlib
-driver needs no extra dependency. Everything here runs on the node's event-loop thread.
+driver needs no extra dependency. Loading, recording and snapshot encoding run on the node's
+event-loop thread; batch commits run on the journal's writer thread.
 """
 
 from __future__ import annotations
