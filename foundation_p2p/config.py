@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import math
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ ENV_NOT_FIELDS = (
     "FOUNDATION_K8S_NAMESPACE",
     "FOUNDATION_K8S_DOMAIN",
 )
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -195,6 +197,10 @@ class Config:
             value = getattr(self, name)
             if value and not _is_address(value):
                 raise _error(name, "host:port with port 0-65535", value)
+        if self.dns_name and not _is_dns_name(self.dns_name):
+            raise _error(
+                "dns_name", "a DNS name (labels of 1-63 letters, digits, - or _)", self.dns_name
+            )
         for index, server in enumerate(self.dns_nameservers):
             if not _is_ip(server) and not (
                 _is_address(server) and _is_ip(server.rpartition(":")[0])
@@ -450,6 +456,11 @@ def _parse_text(name: str, variable: str, kind: Any, text: str) -> Any:
     if typing.get_origin(kind) is tuple:
         return tuple(item.strip() for item in text.split(",") if item.strip())
     return text
+
+
+def _is_dns_name(text: str) -> bool:
+    labels = text.removesuffix(".").split(".")
+    return len(text) <= 253 and all(_DNS_LABEL.fullmatch(label) for label in labels)
 
 
 def _is_ip(text: str) -> bool:

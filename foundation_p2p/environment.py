@@ -182,20 +182,30 @@ def choose_discovery(
             )
         from transport.discovery.dns import DnsDiscovery
 
-        strategy: Discovery = DnsDiscovery(
-            config.dns_name, interval=config.discovery_interval, nameservers=nameservers
-        )
+        try:
+            strategy: Discovery = DnsDiscovery(
+                config.dns_name, interval=config.discovery_interval, nameservers=nameservers
+            )
+        except ValueError as exc:
+            raise ConfigError(f"dns discovery: {exc}", "dns_name", "a DNS name") from None
         return DiscoveryChoice(strategy, f"{reason}; resolving {config.dns_name}")
     if choice == "kubernetes":
         from transport.discovery.kubernetes import KubernetesDiscovery
 
-        kubernetes = KubernetesDiscovery(
-            config.dns_name or cluster,
-            interval=config.discovery_interval,
-            nameservers=nameservers,
-            environ=environ,
-            service_account_dir=service_account_dir,
-        )
+        try:
+            kubernetes = KubernetesDiscovery(
+                config.dns_name or cluster,
+                interval=config.discovery_interval,
+                nameservers=nameservers,
+                environ=environ,
+                service_account_dir=service_account_dir,
+            )
+        except ValueError as exc:
+            raise ConfigError(
+                f"kubernetes discovery: {exc}",
+                "dns_name",
+                "a headless service name (FOUNDATION_K8S_SERVICE, dns_name or the cluster name)",
+            ) from None
         return DiscoveryChoice(
             kubernetes, f"{reason}; resolving headless service {kubernetes.dns_name}"
         )

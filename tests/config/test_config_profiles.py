@@ -68,6 +68,8 @@ def test_overrides_and_replace_are_validated() -> None:
         ({"listen": "nowhere"}, "listen", "host:port"),
         ({"consul_address": "consul"}, "consul_address", "host:port"),
         ({"dns_nameservers": ["dns.example"]}, "dns_nameservers[0]", "IP address"),
+        ({"dns_name": "peers..example"}, "dns_name", "a DNS name"),
+        ({"dns_name": "-peers.example"}, "dns_name", "a DNS name"),
         ({"discovery": "zookeeper"}, "discovery", "'consul'"),
         ({"log_level": "LOUD"}, "log_level", "'DEBUG'"),
         ({"extra": [1]}, "extra", "a table"),

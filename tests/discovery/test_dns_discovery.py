@@ -62,6 +62,13 @@ async def test_srv_records_give_hosts_and_ports() -> None:
     ]
 
 
+async def test_an_srv_target_of_root_means_not_here() -> None:
+    async with stub_resolver() as stub:
+        stub.zone[(SRV.lower(), "SRV")] = ["0 0 7001 .", "10 0 7002 a.example.test."]
+        stub.zone[("a.example.test", "A")] = ["10.0.0.1"]
+        assert await dns(stub).resolve(7946) == [Candidate("10.0.0.1:7002")]
+
+
 async def test_without_srv_the_a_records_are_dialed_at_our_port() -> None:
     async with stub_resolver() as stub:
         stub.zone[(NAME, "A")] = ["10.0.0.1", "10.0.0.2"]
@@ -166,6 +173,8 @@ def test_bad_arguments_are_refused() -> None:
         DnsDiscovery(NAME, interval=0)
     with pytest.raises(ValueError, match="malformed"):
         DnsDiscovery(NAME, nameservers=["not-an-ip"])
+    with pytest.raises(ValueError, match="not a valid DNS name"):
+        DnsDiscovery("a" * 64 + ".example")
 
 
 def test_kubernetes_name_from_env_and_service_account(tmp_path: Path) -> None:

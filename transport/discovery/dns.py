@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import dns.asyncresolver
 import dns.exception
+import dns.name
 import dns.nameserver
 import dns.resolver
 
@@ -55,6 +56,10 @@ class DnsDiscovery:
             raise ValueError(f"port must be 1-65535, got {port}")
         if interval <= 0 or timeout <= 0:
             raise ValueError("interval and timeout must be > 0")
+        try:
+            dns.name.from_text(f"{SRV_PREFIX}.{dns_name}")
+        except dns.exception.DNSException as exc:
+            raise ValueError(f"{dns_name!r} is not a valid DNS name: {exc}") from None
         self.dns_name = dns_name.rstrip(".")
         self.port = port
         self.interval = interval
@@ -63,7 +68,12 @@ class DnsDiscovery:
         self.counters: collections.Counter[str] = collections.Counter()
         self.last: list[Candidate] = []
         # configure=False with explicit servers: no /etc/resolv.conf read (tests, sidecars).
-        self.resolver = dns.asyncresolver.Resolver(configure=nameservers is None)
+        try:
+            self.resolver = dns.asyncresolver.Resolver(configure=nameservers is None)
+        except dns.resolver.NoResolverConfiguration:
+            raise ValueError(
+                "no system resolver is configured (/etc/resolv.conf): give nameservers"
+            ) from None
         if nameservers is not None:
             self.resolver.nameservers = [nameserver(text) for text in nameservers]
         self.resolver.lifetime = timeout
@@ -133,8 +143,15 @@ class DnsDiscovery:
             raise DnsLookupError("timeout", f"SRV {SRV_PREFIX}.{self.dns_name}: {exc}") from None
         except dns.resolver.NoNameservers as exc:
             raise DnsLookupError("servfail", f"SRV {SRV_PREFIX}.{self.dns_name}: {exc}") from None
+        except dns.exception.DNSException as exc:  # anything else: a bad answer, never a crash
+            raise DnsLookupError("error", f"SRV {SRV_PREFIX}.{self.dns_name}: {exc}") from None
         records = sorted(answer, key=lambda r: (r.priority, -r.weight))
-        return [(r.target.to_text(omit_final_dot=True), int(r.port)) for r in records]
+        # A target of "." says the service is decidedly not available there (RFC 2782).
+        return [
+            (r.target.to_text(omit_final_dot=True), int(r.port))
+            for r in records
+            if r.target != dns.name.root
+        ]
 
     async def _addresses(self, host: str, missing_ok: bool = False) -> list[str]:
         """The A and AAAA addresses of `host` (an IP literal stands for itself)."""
@@ -156,6 +173,8 @@ class DnsDiscovery:
                 raise DnsLookupError("timeout", f"{rdtype} {host}: {exc}") from None
             except dns.resolver.NoNameservers as exc:
                 raise DnsLookupError("servfail", f"{rdtype} {host}: {exc}") from None
+            except dns.exception.DNSException as exc:
+                raise DnsLookupError("error", f"{rdtype} {host}: {exc}") from None
             addresses.extend(record.to_text() for record in answer)
         if missing == 2 and not missing_ok:
             raise DnsLookupError("nxdomain", f"{host} does not exist")
