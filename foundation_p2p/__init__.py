@@ -7,6 +7,8 @@ if TYPE_CHECKING:
     from foundation_p2p.config import Config, ConfigError
     from foundation_p2p.engine import LocalProtocolError, ProtocolError, RemoteProtocolError
     from foundation_p2p.node import Node
+    from foundation_p2p.services.messaging import RemoteError
+    from foundation_p2p.services.registry import ServiceNotFound
     from foundation_p2p.services.state import ConsistencyTimeout, SharedState
 
 __version__ = "0.1.0"
@@ -38,6 +40,14 @@ def __getattr__(name: str) -> object:
         from foundation_p2p.services import state
 
         return getattr(state, name)
+    if name == "ServiceNotFound":
+        from foundation_p2p.services.registry import ServiceNotFound
+
+        return ServiceNotFound
+    if name == "RemoteError":
+        from foundation_p2p.services.messaging import RemoteError
+
+        return RemoteError
     raise AttributeError(f"module 'foundation_p2p' has no attribute {name!r}")
 
 
@@ -48,7 +58,9 @@ __all__ = [
     "LocalProtocolError",
     "Node",
     "ProtocolError",
+    "RemoteError",
     "RemoteProtocolError",
+    "ServiceNotFound",
     "SharedState",
     "__version__",
     "start",

@@ -446,8 +446,24 @@ class Messaging:
         if not reply:
             self._run(handler, value, dict(message.headers), f"handler of {channel!r}")
             return
+        headers = dict(message.headers)
+        if not inspect.iscoroutinefunction(handler):
+            # a plain function answers at once, without a task (the common fast path)
+            context = contextvars.copy_context()
+            if headers:
+                context.run(ctx.attach, headers)
+            try:
+                result = context.run(handler, value)
+            except Exception as exc:  # the handler's failure goes back to the caller
+                self.counters["handler.raised"] += 1
+                self._reply_error(src, message, type(exc).__name__, str(exc))
+                return
+            if not inspect.isawaitable(result):
+                self._reply(src, message, result)
+                return
+            handler = _returning(result)
         timeout = message.timeout_ms / 1000 if message.timeout_ms else None
-        self._spawn(self._answer(src, message, handler, value, timeout), dict(message.headers))
+        self._spawn(self._answer(src, message, handler, value, timeout), headers)
 
     async def _answer(
         self,
@@ -466,6 +482,9 @@ class Messaging:
             self.counters["handler.raised"] += 1
             self._reply_error(src, message, type(exc).__name__, str(exc))
             return
+        self._reply(src, message, result)
+
+    def _reply(self, src: str, message: AppMessage, result: Any) -> None:
         try:
             payload = pack(result)
         except TypeError as exc:
@@ -560,6 +579,11 @@ def _remote_error(value: Any, service: str) -> Exception:
             return ServiceNotFound(service, value[1])
         return RemoteError(value[0], value[1], service)
     return RemoteError("RemoteError", repr(value), service)
+
+
+def _returning(awaitable: Any) -> Callable[[Any], Any]:
+    """A handler that hands back an awaitable a plain function already returned."""
+    return lambda value: awaitable
 
 
 async def _awaited(result: Any) -> Any:
