@@ -181,7 +181,8 @@ class Node:
             limits=Limits(max_frame_bytes=self.config.max_frame_bytes),
             on_frame=lambda peer, body: self._require_driver().on_frame(peer, body),
             on_peer_up=lambda peer, address: self._require_driver().on_peer_up(peer, address),
-            on_peer_down=lambda peer: self._require_driver().on_peer_down(peer),
+            on_peer_down=None,
+            on_peer_lost=lambda peer: self._require_driver().on_peer_lost(peer),
             on_refused=lambda reason, detail: self._require_driver().on_refused(reason, detail),
             on_unreachable=lambda peer, detail: self._require_driver().on_unreachable(peer, detail),
         )

@@ -123,9 +123,13 @@ class Transport:
         on_peer_down: Callable[[str], None] | None = None,
         on_refused: Callable[[str, str], None] | None = None,
         on_unreachable: Callable[[str, str], None] | None = None,
+        on_peer_lost: Callable[[str], None] | None = None,
     ) -> None:
         """`on_unreachable(peer_id, detail)`: a dial to a known peer was refused outright
-        (nothing listens at its address: the process is gone or restarting)."""
+        (nothing listens at its address: the process is gone or restarting).
+        `on_peer_lost(peer_id)`: a connection in use (active within half the idle timeout) was
+        closed by the peer or the network, not by us; unlike `on_peer_down`, an idle close does
+        not count, so acting on it never undoes idle closing."""
         if not node_id:
             raise ValueError("node_id must not be empty")
         self.node_id = node_id
@@ -140,6 +144,7 @@ class Transport:
         self._on_peer_down = on_peer_down
         self._on_refused = on_refused
         self._on_unreachable = on_unreachable
+        self._on_peer_lost = on_peer_lost
         self.refusal_log = LogLimiter(log)
         self._cluster_aad = cluster.encode("utf-8")
         self._max_body = self.limits.max_frame_bytes - (SEAL_OVERHEAD if keyring else 0)
@@ -208,6 +213,7 @@ class Transport:
         connection = peer.active
         peer.queue.clear()
         self.counters["disconnected"] += 1
+        connection.closed_by_us = True
         connection.abort()
         return True
 
@@ -390,6 +396,10 @@ class Transport:
             return
         if self._on_peer_down is not None:
             _call(self._on_peer_down, connection.peer_id)
+        if self._on_peer_lost is not None and not connection.closed_by_us:
+            quiet = asyncio.get_running_loop().time() - connection.last_activity
+            if quiet < self.limits.idle_timeout / 2:
+                _call(self._on_peer_lost, connection.peer_id)
         if peer.queue and peer.address is not None and peer.dial_task is None:
             self._start_redial(peer)
 
@@ -529,6 +539,7 @@ class Transport:
             if connection.state is not _HANDSHAKE and now - connection.last_activity > idle:
                 log.info("closing connection to %r: idle for %gs", connection.peer_id, idle)
                 self.counters["idle_closed"] += 1
+                connection.closed_by_us = True
                 connection.close()
         self._sweeper = loop.call_later(min(1.0, idle / 4), self._sweep)
 
@@ -670,6 +681,7 @@ class _Connection(asyncio.Protocol):
         self.last_activity = self.loop.time()
         self.timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
+        self.closed_by_us = False  # idle or disconnect(): no evidence about the peer
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -795,6 +807,7 @@ class _Connection(asyncio.Protocol):
             who = f"connection {'to' if self.dialed else 'from'} {self.remote}"
         message = f"refused {who}: {detail}"
         self.state = _CLOSED  # before the callbacks, which may close the transport
+        self.closed_by_us = True
         # a hostile peer opens connection after connection: key its log lines by host, not port
         source = self.peer_id or self.remote.rpartition(":")[0]
         self.owner._refused(reason, message, source)

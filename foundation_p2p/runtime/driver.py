@@ -107,8 +107,9 @@ class Driver:
         self.engine.counters[f"refused.{reason}"] += 1
         self._emit(ProtocolErrorEvent("", reason, detail), logged=True)
 
-    def on_peer_down(self, peer: str) -> None:
-        """The connection to a peer closed: the engine probes it at once."""
+    def on_peer_lost(self, peer: str) -> None:
+        """A connection in use was closed by the peer or the network: the engine probes it at
+        once."""
         if not self._closed:
             self._handle(self.engine.peer_disconnected(self.clock(), peer))
 

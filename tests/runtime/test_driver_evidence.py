@@ -52,7 +52,7 @@ def driver_with_peer() -> tuple[Driver, FakeTransport, list[object]]:
 
 def test_a_dropped_connection_sends_a_probe_at_once() -> None:
     driver, transport, _ = driver_with_peer()
-    driver.on_peer_down("b")
+    driver.on_peer_lost("b")
     assert [(peer, type(decode(body))) for peer, body in transport.sent] == [("b", Ping)]
 
 

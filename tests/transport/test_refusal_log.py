@@ -100,6 +100,36 @@ async def test_a_flood_of_bad_handshakes_logs_one_line_and_counts_every_one(
     assert LOG_INTERVAL == 10.0
 
 
+async def test_a_connection_in_use_lost_is_reported_but_not_an_idle_close(
+    transports: Callable[..., asyncio.Future[Transport]],
+) -> None:
+    lost: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+    quick = Limits(idle_timeout=0.3, handshake_timeout=1.0)
+    a = await transports("a", on_peer_lost=lost["a"].append)
+    b = await transports("b", on_peer_lost=lost["b"].append)
+    assert await asyncio.wait_for(a.connect(b.listen_address), 5) == "b"
+    await asyncio.wait_for(b.close(), 5)  # b goes away while the connection is fresh
+    deadline = time.monotonic() + 5
+    while not lost["a"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert lost["a"] == ["b"]
+    c = Transport("c", "plant", 1, limits=quick, on_frame=lambda p, b: None)
+    d = Transport("d", "plant", 1, limits=quick, on_frame=lambda p, b: None)
+    c._on_peer_lost, d._on_peer_lost = lost["c"].append, lost["c"].append
+    downs: list[str] = []
+    c._on_peer_down = downs.append
+    try:
+        await c.start("127.0.0.1:0")
+        address = await d.start("127.0.0.1:0")
+        await asyncio.wait_for(c.connect(address), 5)
+        while not downs and time.monotonic() < deadline:  # closed for idleness by either end
+            await asyncio.sleep(0.01)
+        assert downs == ["d"] and lost["c"] == []
+    finally:
+        await asyncio.wait_for(c.close(), 5)
+        await asyncio.wait_for(d.close(), 5)
+
+
 async def test_a_refused_dial_to_a_known_peer_reports_it_unreachable(
     transports: Callable[..., asyncio.Future[Transport]],
 ) -> None:
