@@ -146,6 +146,33 @@ def _decode_state(vector: bytes) -> dict[int, int]:
     return out
 
 
+def _delete_set(update: bytes) -> list[list[int]] | None:
+    """The delete set of an update without structs, as [client, start, end, start, end, ...]
+    rows sorted by client, ranges sorted and merged (None if the update holds structs)."""
+    numbers = _varints(update)
+    try:
+        if next(numbers) != 0:
+            return None
+        rows = []
+        for _ in range(next(numbers)):
+            client = next(numbers)
+            ranges = []
+            for _ in range(next(numbers)):
+                clock = next(numbers)
+                ranges.append((clock, clock + next(numbers)))
+            merged: list[int] = []
+            for start, end in sorted(ranges):
+                if merged and start <= merged[-1]:
+                    merged[-1] = max(merged[-1], end)
+                elif end > start:
+                    merged.extend((start, end))
+            if merged:
+                rows.append([client, *merged])
+        return sorted(rows)
+    except (IndexError, RuntimeError):
+        return None
+
+
 def update_clocks(update: bytes) -> dict[int, int]:
     """{client: clock} a document must reach to hold an update. pycrdt reports nothing for an
     update whose dependencies are missing, so a one-client update counts up to its first struct
@@ -439,8 +466,16 @@ class YDoc:
         return _merged_or_none(update, kept) or update
 
     def fingerprint(self) -> bytes:
-        """A hash of the whole document, in a canonical encoding."""
-        return fingerprint_of(self._canonical())
+        """A hash of the whole document. A Yjs document is determined by the structs it holds
+        (its state vector) and its delete set, so those are hashed, normalized, with the
+        updates still waiting: O(clients + deleted ranges), not O(document)."""
+        self._close_local()
+        vector = sorted(_decode_state(bytes(self._doc.get_state())).items())
+        deleted = _delete_set(bytes(self._doc.get_update(self._doc.get_state())))
+        if deleted is None:  # not the layout we expect: the re-encoding is canonical anyway
+            return fingerprint_of(self._canonical())
+        waiting = sorted({*self._pending, *self._unsent})
+        return fingerprint_of([list(pair) for pair in vector], deleted, waiting)
 
     def _canonical(self) -> bytes:
         # Re-encoding through a fresh Doc squashes blocks the same way for equal content.
