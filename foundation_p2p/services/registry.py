@@ -180,6 +180,7 @@ class Registry:
         self._dirty = True
         self._healthy: dict[str, tuple[Instance, ...]] = {}
         self._alive: dict[str, tuple[Instance, ...]] = {}
+        self._alive_local: dict[str, tuple[Instance, ...]] = {}
         self._view_version = -1
         self._round_robin: dict[str, int] = {}
         self._watches: list[Watch] = []
@@ -252,11 +253,16 @@ class Registry:
         if found is None:
             found = self._healthy[name] = self._filter(name, _GONE)
         if where:
-            return tuple(
-                i
-                for i in found
-                if all(k in i.capabilities and i.capabilities[k] == v for k, v in where.items())
-            )
+            wanted = list(where.items())
+            matching = []
+            for instance in found:
+                capabilities = instance.capabilities
+                for k, v in wanted:
+                    if k not in capabilities or capabilities[k] != v:
+                        break
+                else:
+                    matching.append(instance)
+            return tuple(matching)
         return found
 
     def names(self) -> list[str]:
@@ -302,7 +308,12 @@ class Registry:
             chosen: Instance = rendezvous(key, candidates, lambda i: i.id)
             return chosen
         if prefer_local:
-            mine = tuple(i for i in candidates if i.node == self.node_id)
+            if candidates is self._alive[name]:  # the common case: cached per name
+                mine = self._alive_local.get(name)
+                if mine is None:
+                    mine = self._alive_local[name] = self._local_only(candidates)
+            else:
+                mine = self._local_only(candidates)
             if mine:
                 candidates = mine
         if len(candidates) == 1:
@@ -377,7 +388,11 @@ class Registry:
             self._dirty = False
         self._healthy.clear()
         self._alive.clear()
+        self._alive_local.clear()
         self._view_version = self._membership.version
+
+    def _local_only(self, candidates: tuple[Instance, ...]) -> tuple[Instance, ...]:
+        return tuple(i for i in candidates if i.node == self.node_id)
 
     def _filter(self, name: str, excluded: frozenset[str]) -> tuple[Instance, ...]:
         status = self._membership.status
