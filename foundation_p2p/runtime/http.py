@@ -148,7 +148,9 @@ def build_app(node: Node) -> web.Application:
             timeout = float(request.query.get("timeout", "2.0"))
             if not 0 < timeout <= 60:
                 raise ValueError(timeout)
-            state = existing_state(name) or node.shared_state(name)
+            state = existing_state(name)  # refuses a replica of another type
+            if state is None:
+                state = node.shared_state(name)
             await state.set(key, value, write=write, timeout=timeout)
         except TimeoutError as exc:  # ConsistencyTimeout (runtime does not import services)
             return _error(504, str(exc))
