@@ -135,10 +135,12 @@ class Replication:
         self._pending: dict[str, Any] = {}  # name -> merged delta (a list of updates for a YDoc)
         self.write_seq = 0
         """The number of the latest local write."""
-        self._flushed_upto = 0  # writes up to this number have been pushed
+        # replica -> its writes up to this number have been pushed (so the range a push
+        # reports for a replica joins the previous one, whatever other replicas wrote between)
+        self._flushed_upto: dict[str, int] = {}
         self._written: set[str] = set()  # replicas this session wrote to
         # push seq -> (replicas in the batch, first and last write number it covers)
-        self._push_writes: OrderedDict[int, tuple[tuple[str, ...], int, int]] = OrderedDict()
+        self._push_writes: OrderedDict[int, list[tuple[str, int, int]]] = OrderedDict()
         self._flush_at: float | None = None
         self._next_anti_entropy_at: float | None = None
         self._push_seq = rng.getrandbits(40) << 16  # a fresh range per session
@@ -228,8 +230,9 @@ class Replication:
     def _flush(self, now: float) -> None:
         self._flush_at = None
         pending, self._pending = self._pending, {}
-        first, last = self._flushed_upto + 1, self.write_seq
-        self._flushed_upto = last
+        last = self.write_seq
+        first = {name: self._flushed_upto.get(name, 0) + 1 for name in pending}
+        self._flushed_upto.update(dict.fromkeys(pending, last))
         for name, delta in pending.items():
             if isinstance(delta, list):
                 pending[name] = delta[0] if len(delta) == 1 else bytes(merge_updates(*delta))
@@ -240,10 +243,16 @@ class Replication:
         small = len(peers) < self.config.fanout_all_below
         hops = 1 if small else self.config.push_hop_limit(size)
         targets = peers if small else self.rng.sample(peers, min(self.config.fanout, len(peers)))
-        for deltas in self._chunked(list(pending.items())):
+        batches = list(self._chunked(list(pending.items())))
+        # a replica split over several messages is not held until all of them arrive: leave
+        # its acknowledgement to anti-entropy
+        pieces = Counter(d.name for deltas in batches for d in deltas)
+        for deltas in batches:
             self._push_seq += 1
             self._remember_push((self.node_id, self._push_seq))
-            self._push_writes[self._push_seq] = (tuple(d.name for d in deltas), first, last)
+            self._push_writes[self._push_seq] = [
+                (d.name, first[d.name], last) for d in deltas if pieces[d.name] == 1
+            ]
             if len(self._push_writes) > _TRACKED_PUSHES:
                 self._push_writes.popitem(last=False)
             message = SyncDelta(
@@ -403,8 +412,7 @@ class Replication:
             self.outbox.emit(PushAcked(src, message.seq))
             carried = self._push_writes.get(message.seq)
             if carried is not None:
-                names, first, last = carried
-                for name in names:
+                for name, first, last in dict.fromkeys(carried):
                     self.outbox.emit(WritesAcked(src, name, first, last))
 
     def _merge(self, now: float, src: str, item: ReplicaDelta) -> None:

@@ -427,3 +427,18 @@ def test_the_engine_reports_which_peers_hold_which_writes() -> None:
         ranges = [(e.first, e.last) for e in acks if e.node == peer and e.name == "state/s"]
         assert any(lo <= first and last <= hi for lo, hi in ranges), (peer, ranges)
     assert all(e.name == "state/s" for e in acks)  # no acks for replicas we never wrote
+
+
+def test_synced_is_not_held_up_by_writes_to_other_replicas_between() -> None:
+    sim = cluster(2, anti_entropy_interval=600.0)  # acknowledgements from pushes only
+    sim.run_for(1.0)
+    s = sim.node("n0").shared_state("s")
+    other = sim.node("n0").shared_state("other")
+    s["a"] = 1
+    sim.run_for(0.5)
+    other["x"] = 1  # a write to another replica, pushed on its own, between two of ours
+    sim.run_for(0.5)
+    s["b"] = 2
+    started = sim.now
+    sim.complete(s.synced(timeout=2.0))
+    assert sim.now - started < 0.1
