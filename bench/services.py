@@ -1,7 +1,8 @@
 """Cluster-services benchmark: registry lookup and pick, pub/sub throughput, call latency, and
 singleton failover after kill -9, beside a raw asyncio msgpack loop and Eclipse Zenoh.
 
-Run: python -m bench.services [--quick] [--skip-failover]   (or python bench/services.py)
+Run: python -m bench.services [--quick] [--skip-failover] [--no-uvloop]
+     (or python bench/services.py); uvloop runs the event loop when installed.
 
 - registry: ns per lookup (a hit, with and without a capability filter) and per pick, on a
   registry of 10,000 instances under 2,000 names, on one node (no network).
@@ -48,6 +49,18 @@ from foundation_p2p.services.registry import Registry  # noqa: E402
 PAYLOAD = {"seq": 0, "body": "x" * 80}  # about 100 bytes packed
 BATCH = 256
 _prefix = struct.Struct(">I")
+
+
+def run(coroutine: Any) -> Any:
+    """asyncio.run, on uvloop when it is installed and not refused."""
+    if USE_UVLOOP:
+        import uvloop
+
+        return uvloop.run(coroutine)
+    return asyncio.run(coroutine)
+
+
+USE_UVLOOP = False
 
 
 def fast() -> Config:
@@ -417,19 +430,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer messages and rounds")
     parser.add_argument("--skip-failover", action="store_true", help="no node processes")
+    parser.add_argument("--no-uvloop", action="store_true", help="the default asyncio loop")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--seed", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         asyncio.run(child(args.child, args.seed))
         return
+    global USE_UVLOOP
+    try:
+        import uvloop  # noqa: F401
+
+        USE_UVLOOP = not args.no_uvloop
+    except ImportError:
+        pass
+    print(f"event loop: {'uvloop' if USE_UVLOOP else 'asyncio (default)'}")
     messages = 5_000 if args.quick else 30_000
     calls = 300 if args.quick else 2_000
     bench_registry(rounds=20_000 if args.quick else 200_000)
 
     print(f"\npub/sub: {messages} messages of ~{len(msgpack.packb(PAYLOAD))} bytes, node -> node")
-    ours = asyncio.run(ours_pubsub(messages))
-    raw = asyncio.run(raw_pubsub(messages))
+    ours = run(ours_pubsub(messages))
+    raw = run(raw_pubsub(messages))
     sessions = zenoh_sessions()
     zenoh_rate = zenoh_pubsub(sessions, messages) if not isinstance(sessions, str) else None
     print(f"  {'foundation-p2p pubsub':32s} {ours:10.0f} msg/s")
@@ -442,8 +464,8 @@ def main() -> None:
 
     print(f"\ncall: {calls} sequential round trips, p50 / p99 in µs")
     rows = [
-        ("foundation-p2p call", asyncio.run(ours_call(calls))),
-        ("raw asyncio request/response", asyncio.run(raw_call(calls))),
+        ("foundation-p2p call", run(ours_call(calls))),
+        ("raw asyncio request/response", run(raw_call(calls))),
     ]
     if not isinstance(sessions, str):
         rows.append(("zenoh query/reply", zenoh_call(sessions, calls)))

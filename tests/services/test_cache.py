@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from services_real import eventually, real_cluster, registered
+from services_real import eventually, fast, real_cluster, registered
 from services_sim import SimServices
 
+from foundation_p2p.node import Node
 from foundation_p2p.services.cache import Cache
 from foundation_p2p.services.messaging import RemoteError
 from simulations.cluster import SimCluster
@@ -168,3 +169,24 @@ def test_replicated_entries_converge_after_a_partition_in_the_simulator():
     values = {asyncio.run(c.get("k")) for c in caches.values()}
     assert values == {"right side"}  # the later write wins everywhere
     assert all(asyncio.run(c.get("short")) is None for c in caches.values())  # expired
+
+
+async def test_partitioned_keys_move_to_a_node_that_joins():
+    async with real_cluster(2) as nodes:
+        caches = [n.open_cache("grow", mode="partitioned") for n in nodes]
+        await registered(nodes, "sys.cache/grow", 2)
+        for i in range(20):
+            await caches[0].put(i, f"v{i}")
+        assert sum(len(c) for c in caches) == 20
+        joiner = Node(cluster="svc", node_id="n2", seeds=[nodes[0].address], config=fast())
+        await joiner.start()
+        try:
+            cache = joiner.open_cache("grow", mode="partitioned")
+            await registered([*nodes, joiner], "sys.cache/grow", 3)
+            await eventually(
+                lambda: len(cache) > 0 and sum(len(c) for c in caches) + len(cache) == 20
+            )
+            assert [await cache.get(i) for i in range(20)] == [f"v{i}" for i in range(20)]
+            assert caches[0].stats["handed_over"] + caches[1].stats["handed_over"] == len(cache)
+        finally:
+            await joiner.stop()
