@@ -99,7 +99,7 @@ async def test_unknown_service_hanging_handler_and_unserializable_message():
         started = asyncio.get_running_loop().time()
         with pytest.raises(TimeoutError):
             await nodes[0].call("hang", {}, timeout=0.2, retries=1)
-        assert asyncio.get_running_loop().time() - started < 1.0
+        assert asyncio.get_running_loop().time() - started < 2.0
         # the callee cuts the hung handler off after the caller's timeout
         services = nodes[1]._cluster_services().messaging
         await eventually(lambda: services.counters["handler.timeout"] == 2)
@@ -120,7 +120,7 @@ async def test_a_call_retries_on_another_instance_after_a_timeout_or_a_dead_node
         await nodes[2].registry.register("svc", lambda request: "n2")
         await registered(nodes, "svc", 2)
         for _ in range(4):  # whichever comes first, the answer comes from n2
-            assert await nodes[0].call("svc", {}, timeout=0.3, retries=1) == "n2"
+            assert await nodes[0].call("svc", {}, timeout=1.0, retries=1) == "n2"
         with pytest.raises(TimeoutError):
             for _ in range(4):
                 await nodes[0].call("svc", {}, timeout=0.2, retries=0)
