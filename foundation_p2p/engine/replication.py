@@ -246,12 +246,14 @@ class Replication:
         batches = list(self._chunked(list(pending.items())))
         # a replica split over several messages is not held until all of them arrive: leave
         # its acknowledgement to anti-entropy
-        pieces = Counter(d.name for deltas in batches for d in deltas)
+        messages = Counter(name for deltas in batches for name in {d.name for d in deltas})
         for deltas in batches:
             self._push_seq += 1
             self._remember_push((self.node_id, self._push_seq))
             self._push_writes[self._push_seq] = [
-                (d.name, first[d.name], last) for d in deltas if pieces[d.name] == 1
+                (name, first[name], last)
+                for name in dict.fromkeys(d.name for d in deltas)
+                if messages[name] == 1
             ]
             if len(self._push_writes) > _TRACKED_PUSHES:
                 self._push_writes.popitem(last=False)
@@ -412,7 +414,7 @@ class Replication:
             self.outbox.emit(PushAcked(src, message.seq))
             carried = self._push_writes.get(message.seq)
             if carried is not None:
-                for name, first, last in dict.fromkeys(carried):
+                for name, first, last in carried:
                     self.outbox.emit(WritesAcked(src, name, first, last))
 
     def _merge(self, now: float, src: str, item: ReplicaDelta) -> None:

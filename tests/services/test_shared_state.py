@@ -442,3 +442,19 @@ def test_synced_is_not_held_up_by_writes_to_other_replicas_between() -> None:
     started = sim.now
     sim.complete(s.synced(timeout=2.0))
     assert sim.now - started < 0.1
+
+
+def test_a_replica_pushed_in_several_messages_is_not_acknowledged_by_one_of_them() -> None:
+    from crdts import GCounter, LWWMap
+
+    sim = cluster(2, chunk_entries=1, anti_entropy_budget_bytes=64, anti_entropy_interval=600.0)
+    node = sim.node("n0")
+    node.replica("hits", GCounter).increment(1)  # one message: acknowledged
+    sim.run_for(0.5)
+    big = node.replica("big", LWWMap)
+    for i in range(5):
+        big.set(f"key-{i}", "x" * 40)  # pushed together: too big for one message
+    sim.run_for(0.5)
+    named = {e.name for _, e in node.events if isinstance(e, WritesAcked)}
+    assert named == {"hits"}
+    assert sim.node("n1").replica("big", LWWMap).value == big.value  # all the pieces arrived
