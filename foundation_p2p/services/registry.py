@@ -36,6 +36,7 @@ log = logging.getLogger("foundation_p2p.services.registry")
 REGISTRY = "sys/registry"
 STRATEGIES = ("round_robin", "random", "least_loaded", "consistent_hash")
 _GONE = frozenset({"dead", "left"})
+_HASHED_MAX = 10_000
 
 Handler = Callable[[Any], Any] | Callable[[Any], Awaitable[Any]]
 
@@ -181,6 +182,7 @@ class Registry:
         self._healthy: dict[str, tuple[Instance, ...]] = {}
         self._alive: dict[str, tuple[Instance, ...]] = {}
         self._alive_local: dict[str, tuple[Instance, ...]] = {}
+        self._hashed: dict[tuple[str, Any], Instance] = {}  # consistent_hash picks, per view
         self._view_version = -1
         self._round_robin: dict[str, int] = {}
         self._watches: list[Watch] = []
@@ -305,7 +307,15 @@ class Registry:
         if strategy == "consistent_hash":
             if key is None:
                 raise ValueError("strategy='consistent_hash' needs a key")
-            chosen: Instance = rendezvous(key, candidates, lambda i: i.id)
+            cached = candidates is self._alive[name] and type(key) in (str, int, bytes)
+            chosen: Instance | None = self._hashed.get((name, key)) if cached else None
+            if chosen is None:
+                chosen = rendezvous(key, candidates, lambda i: i.id)
+                if cached:
+                    if len(self._hashed) >= _HASHED_MAX:
+                        self._hashed.clear()
+                    self._hashed[(name, key)] = chosen
+            assert chosen is not None
             return chosen
         if prefer_local:
             if candidates is self._alive[name]:  # the common case: cached per name
@@ -389,6 +399,7 @@ class Registry:
         self._healthy.clear()
         self._alive.clear()
         self._alive_local.clear()
+        self._hashed.clear()
         self._view_version = self._membership.version
 
     def _local_only(self, candidates: tuple[Instance, ...]) -> tuple[Instance, ...]:
