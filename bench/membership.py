@@ -1,6 +1,7 @@
 """Membership benchmark: our nodes against Serf, each node a separate OS process on loopback.
 
-Run: python -m bench.membership [--quick] [--skip-serf]   (or python bench/membership.py)
+Run: python -m bench.membership [--quick] [--skip-serf] [--sizes 5,15] [--systems dev,prod,serf]
+     (or python bench/membership.py)
 
 For N = 5 and 15 nodes, each of three clusters (ours with the development timings, ours with
 the production timings and a cluster key, Serf 0.8 with its LAN profile and an encryption key)
@@ -536,6 +537,13 @@ def measure(cluster: Cluster, writes: int, quiet: float) -> Result:
         ready = wait_each(everyone[1:], cluster.ready, READY_TIMEOUT, POLL_INTERVAL)
         if len(ready) < cluster.n - 1:
             result.notes.append(f"only {len(ready) + 1}/{cluster.n} processes answered")
+            for i in sorted(set(everyone[1:]) - set(ready)):
+                process = cluster.processes[i]
+                code = None if process is None else process.poll()
+                tail = cluster.logs[i].read_text(errors="replace").splitlines()[-5:]
+                result.notes.append(
+                    f"{cluster.names[i]} (exit code {code}) log ends: " + " | ".join(tail)
+                )
             return result
         last_ready = max(ready.values())
 
@@ -748,12 +756,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N=5 only, 5 writes, 10 s quiet")
     parser.add_argument("--skip-serf", action="store_true", help="measure our nodes only")
     parser.add_argument("--quiet", type=float, help="quiet window in seconds (default 30)")
+    parser.add_argument("--sizes", help="comma-separated cluster sizes (default 5,15)")
+    parser.add_argument(
+        "--systems", help="comma-separated subset of dev,prod,serf (default: all three)"
+    )
     args = parser.parse_args(argv)
     sizes = [5] if args.quick else [5, 15]
+    if args.sizes:
+        sizes = [int(n) for n in args.sizes.split(",")]
+    systems = set((args.systems or "dev,prod,serf").split(","))
     writes = 5 if args.quick else 20
     quiet = args.quiet if args.quiet is not None else (10.0 if args.quick else 30.0)
 
-    serf = None if args.skip_serf else find_serf()
+    serf = None if args.skip_serf or "serf" not in systems else find_serf()
     dev, prod = Config.development(), Config.production()
     print(
         f"# Membership benchmark: ours against Serf ({os.cpu_count()} CPUs, "
@@ -772,7 +787,11 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    labels = ["ours (development)", "ours (production)"] + (["Serf"] if serf else [])
+    labels = [
+        label
+        for label, key in (("ours (development)", "dev"), ("ours (production)", "prod"))
+        if key in systems
+    ] + (["Serf"] if serf else [])
     results: dict[tuple[str, int], Result] = {}
     with tempfile.TemporaryDirectory(prefix="bench-membership-") as tmp:
         workdir = Path(tmp)
