@@ -458,3 +458,37 @@ def test_a_replica_pushed_in_several_messages_is_not_acknowledged_by_one_of_them
     named = {e.name for _, e in node.events if isinstance(e, WritesAcked)}
     assert named == {"hits"}
     assert sim.node("n1").replica("big", LWWMap).value == big.value  # all the pieces arrived
+
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "delete", "transaction"]),
+        st.sampled_from(["a", "b", "c"]),
+        msgpackable,
+    ),
+    max_size=12,
+)
+
+
+@given(OPERATIONS)
+def test_a_state_behaves_like_a_dict_here_and_on_a_peer(operations: list) -> None:  # type: ignore[type-arg]
+    sim = SimCluster(2, seed=0)
+    sim.run_for(2.0)
+    s, peer = sim.node("n0").shared_state("m"), sim.node("n1").shared_state("m")
+    model: dict[str, object] = {}
+    for kind, key, value in operations:
+        if kind == "set":
+            s[key] = value
+            model[key] = value
+        elif kind == "delete" and key in model:
+            del s[key]
+            del model[key]
+        elif kind == "transaction":
+            with s.transaction():
+                s[key] = value
+                s.pop("c", None)
+            model[key] = value
+            model.pop("c", None)
+        assert same_value(s.to_dict(), model)
+    sim.complete(s.synced(timeout=2.0))
+    assert same_value(peer.to_dict(), model)
