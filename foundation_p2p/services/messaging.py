@@ -118,13 +118,14 @@ class Messaging:
         self.node_id = node_id
         self.registry = registry
         self._transmit = send_app
-        self._outgoing: dict[str, list[AppMessage]] = {}
+        self._outgoing: dict[str, list[list[Any]]] = {}  # per peer: queued messages' wire fields
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_scheduled = False
         self._corr = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[Any], str, str]] = {}
         self._subscribers: dict[str, list[Subscription]] = {}
         self._topic_registrations: dict[str, Registration] = {}
+        self._topic_nodes: dict[str, tuple[tuple[Instance, ...], tuple[str, ...]]] = {}
         self._system: dict[str, Callable[[str, Any], Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.counters: Counter[str] = Counter()
@@ -146,15 +147,20 @@ class Messaging:
 
     def publish_now(self, topic: str, message: Any) -> int:
         """Publish without awaiting; returns the number of nodes (this one included) reached."""
-        _check_name(topic, "topic")
+        if type(topic) is not str or not topic:
+            _check_name(topic, "topic")
         payload = pack(message)
         headers = ctx.inject()
-        nodes = {i.node for i in self.registry.lookup(PUBSUB_PREFIX + topic)}
+        found = self.registry.lookup(PUBSUB_PREFIX + topic)
+        cached = self._topic_nodes.get(topic)
+        if cached is None or cached[0] is not found:  # lookup results are cached tuples
+            nodes = tuple({i.node for i in found if i.node != self.node_id})
+            self._topic_nodes[topic] = (found, nodes)
+        else:
+            nodes = cached[1]
         reached = 0
         for node in nodes:
-            if node == self.node_id:
-                continue
-            self._send_app(node, AppMessage(APP_PUBLISH, topic, payload, headers=headers))
+            self._queue(node, [APP_PUBLISH, topic, payload, "", 0, 0, headers])
             reached += 1
         if topic in self._subscribers:
             self._deliver(topic, payload, headers)
@@ -317,11 +323,25 @@ class Messaging:
 
     def _send_app(self, node: str, message: AppMessage) -> None:
         """Queue a message for `node`; what one loop turn queued leaves as one batch frame."""
+        self._queue(
+            node,
+            [
+                message.kind,
+                message.channel,
+                message.payload,
+                message.target,
+                message.corr,
+                message.timeout_ms,
+                message.headers,
+            ],
+        )
+
+    def _queue(self, node: str, fields: list[Any]) -> None:
         queue = self._outgoing.get(node)
         if queue is None:
-            self._outgoing[node] = [message]
+            self._outgoing[node] = [fields]
         else:
-            queue.append(message)
+            queue.append(fields)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             if self._loop is None:
@@ -331,22 +351,20 @@ class Messaging:
     def _flush(self) -> None:
         self._flush_scheduled = False
         outgoing, self._outgoing = self._outgoing, {}
-        for node, messages in outgoing.items():
-            if len(messages) == 1:
-                self._transmit(node, messages[0])
+        for node, queued in outgoing.items():
+            if len(queued) == 1:
+                self._transmit(node, AppMessage(*queued[0]))
                 continue
-            batch: list[list[Any]] = []
-            size = 0
-            for m in messages:
-                batch.append(
-                    [m.kind, m.channel, m.payload, m.target, m.corr, m.timeout_ms, m.headers]
-                )
-                size += len(m.payload) + 32
-                if len(batch) >= BATCH_MESSAGES or size >= BATCH_BYTES:
-                    self._transmit(node, AppMessage(APP_BATCH, "sys.batch", pack(batch)))
-                    batch, size = [], 0
-            if batch:
-                self._transmit(node, AppMessage(APP_BATCH, "sys.batch", pack(batch)))
+            start, size = 0, 0
+            for end, fields in enumerate(queued, 1):
+                size += len(fields[2]) + 32
+                if end - start >= BATCH_MESSAGES or size >= BATCH_BYTES:
+                    self._transmit(
+                        node, AppMessage(APP_BATCH, "sys.batch", pack(queued[start:end]))
+                    )
+                    start, size = end, 0
+            if start < len(queued):
+                self._transmit(node, AppMessage(APP_BATCH, "sys.batch", pack(queued[start:])))
         self.counters["batches"] += 1
 
     def _receive_batch(self, src: str, message: AppMessage) -> None:
@@ -519,12 +537,13 @@ class Messaging:
         self, callback: Callable[[Any], Any], value: Any, headers: dict[str, Any], what: str
     ) -> None:
         """Call a subscriber or a send handler: sync ones now, async ones as a task."""
-        context = contextvars.copy_context()
+        context = None
         try:
             if headers:
+                context = contextvars.copy_context()
                 context.run(ctx.attach, headers)
                 result = context.run(callback, value)
-            else:  # nothing to attach: no need to run inside the copy
+            else:  # nothing to attach: no need to run inside a copy
                 result = callback(value)
         except Exception:  # an application callback must not stop the node
             self.counters["callback.raised"] += 1
