@@ -183,6 +183,7 @@ class Registry:
         self._alive: dict[str, tuple[Instance, ...]] = {}
         self._alive_local: dict[str, tuple[Instance, ...]] = {}
         self._hashed: dict[tuple[str, Any], Instance] = {}  # consistent_hash picks, per view
+        self._where: dict[Any, tuple[Instance, ...]] = {}  # filtered lookups, per view
         self._view_version = -1
         self._round_robin: dict[str, int] = {}
         self._watches: list[Watch] = []
@@ -256,6 +257,13 @@ class Registry:
             found = self._healthy[name] = self._filter(name, _GONE)
         if where:
             wanted = list(where.items())
+            try:
+                cache_key: Any = (name, *wanted)
+                cached = self._where.get(cache_key)
+            except TypeError:  # an unhashable value: filter without the cache
+                cache_key, cached = None, None
+            if cached is not None:
+                return cached
             matching = []
             for instance in found:
                 capabilities = instance.capabilities
@@ -264,7 +272,12 @@ class Registry:
                         break
                 else:
                     matching.append(instance)
-            return tuple(matching)
+            result = tuple(matching)
+            if cache_key is not None:
+                if len(self._where) >= _HASHED_MAX:
+                    self._where.clear()
+                self._where[cache_key] = result
+            return result
         return found
 
     def names(self) -> list[str]:
@@ -400,6 +413,7 @@ class Registry:
         self._alive.clear()
         self._alive_local.clear()
         self._hashed.clear()
+        self._where.clear()
         self._view_version = self._membership.version
 
     def _local_only(self, candidates: tuple[Instance, ...]) -> tuple[Instance, ...]:
