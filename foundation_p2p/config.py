@@ -154,12 +154,6 @@ class Config:
     snapshot_log_rows: int = 10_000
     """...or sooner, once the write log holds this many rows (bounds restart replay time)."""
 
-    # --- persistence (a node with a data_dir) --------------------------------------------
-    snapshot_interval: float = 60.0
-    """Seconds between snapshots of changed replicas; each drops the log rows it covers."""
-    snapshot_log_rows: int = 10_000
-    """...or sooner, once the write log holds this many rows (bounds restart replay time)."""
-
     extra: dict[str, Any] = field(default_factory=dict)
     """Options for services layered on top (not interpreted by the engine)."""
 
