@@ -211,6 +211,7 @@ class YDoc:
         "_shadow_lag",
         "_subscription",
         "_unsent",
+        "committing_local",
         "replica",
     )
 
@@ -224,6 +225,8 @@ class YDoc:
         self._shadow_lag: list[bytes] = []  # local deltas not yet replayed into the shadow
         self._open: Any = None  # an open local batch (a pycrdt transaction), see open_local()
         self._committed: list[bytes] = []  # local batches closed but not yet taken
+        self.committing_local = False
+        """True while a local batch commits (observers of the roots may tell it apart)."""
         self._subscription = self._doc.observe(self._on_transaction)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
@@ -308,7 +311,11 @@ class YDoc:
         if self._open is None:
             return
         txn, self._open = self._open, None
-        txn.__exit__(None, None, None)
+        self.committing_local = True
+        try:
+            txn.__exit__(None, None, None)
+        finally:
+            self.committing_local = False
         updates, self._captured = self._captured, []
         for update in updates:
             self._lag(update)

@@ -371,6 +371,8 @@ class SharedState(metaclass=_ResolvingType):
         if self._batch_open and self._host.on_owner():  # the hot path: a burst of sets
             self._ydoc.open_local()  # type: ignore[union-attr]
             self._data[key] = blob  # type: ignore[index]
+            if self._observers:
+                self._report_set(key)
             return
         self._host.call(lambda: self._set_now(key, blob))
 
@@ -574,10 +576,7 @@ class SharedState(metaclass=_ResolvingType):
 
     def _set_now(self, key: str, blob: bytes) -> None:
         """A plain `s[key] = value`: batched with the other sets of this loop turn into one
-        transaction and one delta, unless someone observes (then each set is a change)."""
-        if self._observers:
-            self._write(lambda: self._data_map().__setitem__(key, blob))
-            return
+        transaction and one delta; observers still see each set as its own change, at once."""
         self._host.writable()
         ydoc = self._bind()
         if not self._batch_open:
@@ -587,6 +586,8 @@ class SharedState(metaclass=_ResolvingType):
             self._batch_open = True
         ydoc.open_local()  # reopens it if a remote merge closed it meanwhile
         self._data_map()[key] = blob
+        if self._observers:
+            self._report_set(key)
 
     def _flush_batch(self) -> None:
         """Hand the batched sets to the engine as one local write."""
@@ -720,12 +721,24 @@ class SharedState(metaclass=_ResolvingType):
     def _watcher(self, root: str) -> Callable[[Any], None]:
         # one parameter: pycrdt passes the transaction too to callbacks that take two
         def saw(event: Any) -> None:
+            ydoc = self._ydoc
+            if ydoc is not None and ydoc.committing_local:
+                return  # a batch of plain sets: each was reported when it was made
             if root == DATA_ROOT:
                 self._changed.setdefault(root, set()).update(event.keys)
             else:
                 self._changed.setdefault(root, set())
 
         return saw
+
+    def _report_set(self, key: str) -> None:
+        """Tell the observers about one batched set (its delta replicates with the batch)."""
+        change = Change(frozenset((key,)), "local")
+        for callback in list(self._observers):
+            try:
+                callback(change)
+            except Exception:  # an application callback must not stop replication
+                log.exception("SharedState %r observer failed", self.name)
 
     def _report_change(self, origin: str) -> None:
         if not self._observers:
