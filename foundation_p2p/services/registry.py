@@ -178,6 +178,7 @@ class Registry:
         self._session = engine.replication.replica_id
         self._local: dict[str, Registration] = {}
         self._index: dict[str, dict[str, Instance]] = {}
+        self._seen: dict[str, tuple[Any, Instance | None]] = {}  # id -> (CRDT view, decoded)
         self._dirty = True
         self._healthy: dict[str, tuple[Instance, ...]] = {}
         self._alive: dict[str, tuple[Instance, ...]] = {}
@@ -397,17 +398,27 @@ class Registry:
 
     def _refresh(self) -> None:
         if self._dirty:
-            self._index = {}
+            # ORMap.get hands back the same view object while a key is unchanged, so only
+            # changed keys are decoded again: a remote change costs a pass, not a rebuild.
+            index: dict[str, dict[str, Instance]] = {}
+            seen: dict[str, tuple[Any, Instance | None]] = {}
+            previous = self._seen
             crdt = self._handle.crdt
             for instance_id in crdt:
                 view = crdt.get(instance_id)
-                instance = (
-                    Instance.from_record(instance_id, view.value) if view is not None else None
-                )
-                if instance is None:
-                    self.counters["malformed_records"] += 1
-                    continue
-                self._index.setdefault(instance.name, {})[instance_id] = instance
+                known = previous.get(instance_id)
+                if known is not None and known[0] is view:
+                    instance = known[1]
+                else:
+                    instance = (
+                        Instance.from_record(instance_id, view.value) if view is not None else None
+                    )
+                    if instance is None:
+                        self.counters["malformed_records"] += 1
+                seen[instance_id] = (view, instance)
+                if instance is not None:
+                    index.setdefault(instance.name, {})[instance_id] = instance
+            self._index, self._seen = index, seen
             self._dirty = False
         self._healthy.clear()
         self._alive.clear()
