@@ -3,8 +3,9 @@
 Messages travel as engine `AppMessage`s (the engine carries them; this module gives them
 meaning). A subscriber's node registers the topic in the registry under `sys.pubsub/<topic>`,
 so a publisher sends one message to each node with subscribers and calls its own subscribers
-directly. Handlers are the ones given to `registry.register`; any exception a handler raises
-goes back to the caller as `RemoteError`, and nothing a peer sends can stop the node.
+directly. What one event-loop turn queues for a peer leaves as one `APP_BATCH` frame, in
+order. Handlers are the ones given to `registry.register`; any exception a handler raises goes
+back to the caller as `RemoteError`, and nothing a peer sends can stop the node.
 """
 
 from __future__ import annotations
