@@ -9,9 +9,9 @@ Run: python -m bench.services [--quick] [--skip-failover] [--no-uvloop]
 - pub/sub: node -> node messages/s with 100-byte payloads. Both Nodes run in this process on
   one event loop (every figure pays for sending and receiving); the publisher yields to the
   loop every 256 messages. Beside it: a raw asyncio loop (length-prefixed msgpack over one TCP
-  connection, Protocol-based, the 256 frames joined into one write) and Zenoh (`eclipse-zenoh`, two peer sessions
-  with explicit tcp/127.0.0.1 endpoints and multicast scouting off; its I/O runs on its own
-  Rust threads). Ratios printed.
+  connection, Protocol-based, the 256 frames joined into one write) and Zenoh
+  (`eclipse-zenoh`, two peer sessions with explicit tcp/127.0.0.1 endpoints and multicast
+  scouting off, a blocking publisher; its I/O runs on its own Rust threads). Ratios printed.
 - call: request/response round trips p50/p99 in microseconds, sequential; beside a raw
   asyncio request/response loop and Zenoh query/reply.
 - failover: three node processes on loopback run one singleton; the holder is killed with
@@ -182,7 +182,7 @@ async def raw_pubsub(count: int) -> float:
 
     server = await loop.create_server(lambda: _Receiver(on_message), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    transport, client = await loop.create_connection(
+    transport, _ = await loop.create_connection(
         lambda: _Receiver(lambda m, p: None), "127.0.0.1", port
     )
     start = time.perf_counter()
