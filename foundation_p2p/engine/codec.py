@@ -26,7 +26,22 @@ from foundation_p2p.engine.messages import (
     SyncDigest,
 )
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""2: a SyncDelta push from its own writer leaves `origin` empty (the sender is the origin),
+and a delta's type tag may travel as its index in DELTA_TAGS."""
+DELTA_TAGS = (
+    "ydoc",
+    "members",
+    "gcounter",
+    "pncounter",
+    "lwwregister",
+    "mvregister",
+    "aworset",
+    "ormap",
+    "lwwmap",
+)
+"""Replica type tags a ReplicaDelta sends as a one-byte index (append only: the index is wire)."""
+_TAG_INDEX = {tag: index for index, tag in enumerate(DELTA_TAGS)}
 STATUSES = ("alive", "suspect", "dead", "left")
 _STATUS_SET = frozenset(STATUSES)
 
@@ -53,7 +68,7 @@ def encode(message: Message) -> bytes:
         digests = [[d.name, d.tag, d.digest] for d in message.digests]
         fields = [message.sent_ms, digests, message.reply, _rumours_out(message.rumours)]
     elif isinstance(message, SyncDelta):
-        deltas = [[d.name, d.tag, d.payload] for d in message.deltas]
+        deltas = [[d.name, _TAG_INDEX.get(d.tag, d.tag), d.payload] for d in message.deltas]
         fields = [
             message.sent_ms,
             deltas,
@@ -195,6 +210,8 @@ def _sync_delta(fields: list[Any]) -> SyncDelta:
         name, tag, payload = _fields(_list(item, "delta"), 3, "delta")
         if type(payload) is not bytes:
             raise RemoteProtocolError("malformed", "delta payload must be bytes")
+        if type(tag) is int:
+            tag = DELTA_TAGS[_int(tag, "replica type", 0, len(DELTA_TAGS) - 1)]
         items.append(ReplicaDelta(_str(name, "replica name"), _str(tag, "replica type"), payload))
     return SyncDelta(
         _int(sent_ms, "sent_ms"),

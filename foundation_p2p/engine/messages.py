@@ -78,8 +78,9 @@ class SyncDigest:
 class SyncDelta:
     """Deltas, either answering a SyncDigest or pushed eagerly after local writes.
 
-    A push has `origin` and `seq` (unique per batch) and `hops` left for relaying; an
-    anti-entropy reply has origin "" and hops 0.
+    A push has a `seq` (unique per batch and origin) and `hops` left for relaying; its
+    `origin` is "" when the sender itself wrote it (a relay names the writer). An
+    anti-entropy reply has origin "", seq 0 and hops 0.
     """
 
     sent_ms: int
@@ -88,6 +89,11 @@ class SyncDelta:
     seq: int = 0
     hops: int = 0
     rumours: tuple[Rumour, ...] = ()
+
+    @property
+    def is_push(self) -> bool:
+        """Whether this is an eager push (acknowledged and deduplicated), not a sync reply."""
+        return self.seq != 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,7 +143,8 @@ class Replication:
         self._push_writes: OrderedDict[int, list[tuple[str, int, int]]] = OrderedDict()
         self._flush_at: float | None = None
         self._next_anti_entropy_at: float | None = None
-        self._push_seq = rng.getrandbits(40) << 16  # a fresh range per session
+        # a fresh range per session, small enough to travel as a 32-bit int
+        self._push_seq = rng.getrandbits(31)
         self._seen_pushes: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     # --- replicas -----------------------------------------------------------------------
@@ -257,9 +258,8 @@ class Replication:
             ]
             if len(self._push_writes) > _TRACKED_PUSHES:
                 self._push_writes.popitem(last=False)
-            message = SyncDelta(
-                self._now_ms(now), tuple(deltas), self.node_id, self._push_seq, hops
-            )
+            # origin "": the receiver knows the sender, and a 1-key push stays small
+            message = SyncDelta(self._now_ms(now), tuple(deltas), "", self._push_seq, hops)
             for peer in targets:
                 self.outbox.send(peer, message)
             self.counters["push.batches"] += 1
@@ -386,19 +386,20 @@ class Replication:
     def receive_delta(self, now: float, src: str, message: SyncDelta) -> None:
         """Merge deltas; acknowledge and relay a push we have not seen before."""
         self._check_clock(now, src, message.sent_ms)
-        if message.origin:
-            key = (message.origin, message.seq)
+        if message.is_push:
+            origin = message.origin or src
+            key = (origin, message.seq)
             if key in self._seen_pushes:
                 self.counters["push.duplicates"] += 1
                 return
             self._remember_push(key)
-            if message.origin != self.node_id:
-                self.outbox.send(message.origin, PushAck(message.origin, message.seq))
+            if origin != self.node_id:
+                self.outbox.send(origin, PushAck(origin, message.seq))
             if message.hops > 1:
-                exclude = {src, message.origin}
+                exclude = {src, origin}
                 peers = [p for p in self.membership.peers(("alive",)) if p not in exclude]
                 relay = SyncDelta(
-                    message.sent_ms, message.deltas, message.origin, message.seq, message.hops - 1
+                    message.sent_ms, message.deltas, origin, message.seq, message.hops - 1
                 )
                 for peer in self.rng.sample(peers, min(self.config.fanout, len(peers))):
                     self.outbox.send(peer, relay)

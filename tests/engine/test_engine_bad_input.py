@@ -67,7 +67,8 @@ def test_unknown_message_type_is_refused_by_the_codec():
 
 def test_another_protocol_version_is_refused_naming_both():
     body = msgpack.packb([PROTOCOL_VERSION + 1, 1, 1, "b", []])
-    with pytest.raises(RemoteProtocolError, match="protocol 2, we speak 1"):
+    expected = f"protocol {PROTOCOL_VERSION + 1}, we speak {PROTOCOL_VERSION}"
+    with pytest.raises(RemoteProtocolError, match=expected):
         decode(body)
 
 
@@ -80,6 +81,8 @@ def test_another_protocol_version_is_refused_naming_both():
         [4, 0, [["hits", "pncounter"]], True, []],  # digest entry missing a field
         [5, 0, [["hits", "pncounter", "not-bytes"]], "", 0, 0, []],  # delta payload not bytes
         [5, 0, [], "", 0, 9999, []],  # absurd hop count
+        [5, 0, [["hits", 99, b"\x01"]], "", 0, 0, []],  # type tag index past the table
+        [5, 0, [["hits", -1, b"\x01"]], "", 0, 0, []],  # negative type tag index
         [1, 1, "b", [["x", 1, "zombie", "", {}, ""]]],  # unknown member status
         [1, 1, "b", [["x", 1, "alive", "", {1: "int key"}, ""]]],  # metadata key not a str
     ],
@@ -128,6 +131,7 @@ def test_every_message_round_trips_through_the_codec():
         PingReq(3, "c"),
         SyncDigest(1_000, (ReplicaDigest("hits", "pncounter", [{"a": 1}, {}]),), False),
         SyncDelta(1_000, (ReplicaDelta("hits", "pncounter", b"\x01\x02"),), "a", 7, 3),
+        SyncDelta(1_000, (ReplicaDelta("x", "not-in-the-tag-table", b""),), "", 8, 1),
         PushAck("a", 7),
         Gossip((rumour,)),
     ]

@@ -31,7 +31,7 @@ def test_a_local_write_is_pushed_to_every_peer_of_a_small_cluster(trio):
     trio.sent.clear()
     trio.run(0.05)  # one push delay
     pushes = [(src, s) for src, s in trio.sent if isinstance(s.message, SyncDelta)]
-    assert {s.dst for _, s in pushes if s.message.origin == "a"} == {"b", "c"}
+    assert {s.dst for src, s in pushes if src == "a" and s.message.is_push} == {"b", "c"}
     assert trio["b"].replication.replicas["hits"].value == 3
     assert trio["c"].replication.replicas["hits"].value == 3
     assert any(isinstance(e, PushAcked) for _, n, e in trio.events if n == "a")
@@ -52,7 +52,7 @@ def test_writes_within_the_push_delay_travel_as_one_batch(trio):
 
 def test_anti_entropy_repairs_lost_pushes(trio):
     trio.filter = lambda src, send: (
-        not isinstance(send.message, SyncDelta) or not send.message.origin
+        not isinstance(send.message, SyncDelta) or not send.message.is_push
     )
     write(trio, "a", "config", LWWMap, lambda r: r.set("mode", "auto", trio["a"].timestamp()))
     trio.run(0.1)
