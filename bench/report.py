@@ -1,0 +1,437 @@
+"""Run every benchmark in bench/ and write bench/REPORT.md: one table per area, peers beside us.
+
+Run: python -m bench all [--quick] [--soak] [--only crdts,transport] [--output bench/REPORT.md]
+
+Each benchmark runs in its own process (`python -m bench.<name>`), as a user would run it, so
+one that hangs or fails is cut off at its deadline and reported, and the others still run. Their
+printed tables are parsed (Markdown `| a | b |` tables and the `a | b` / `--+--` tables of
+bench/shared_state.py); the few results printed as lines (bench/services.py) are parsed by
+pattern. Every area's full output is kept in the report, folded, so nothing measured is lost.
+Where Erlang is absent, BEAM figures are quoted from the issue texts and labelled as quoted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT = ROOT / "bench" / "REPORT.md"
+
+# BEAM figures measured elsewhere on this kind of machine (quoted in issue 6, D2).
+BEAM_GLOBAL_LOOKUP_NS = 410.0
+BEAM_PUBSUB_PER_S = 174_000.0
+ZENOH_QUOTED_PER_S = 440_000.0
+
+
+@dataclass(frozen=True)
+class Area:
+    """One benchmark module: how to run it quick and full, and what its peer is."""
+
+    name: str
+    title: str
+    peers: str
+    quick: tuple[str, ...]
+    full: tuple[str, ...]
+    timeout_quick: float
+    timeout_full: float
+    soak: bool = False
+
+
+AREAS = (
+    Area("crdts", "CRDTs", "raw pycrdt (same work)", ("--quick",), (), 120, 600),
+    Area("transport", "Transport", "raw asyncio TCP loop", ("--quick",), (), 120, 600),
+    Area(
+        "simulation",
+        "Simulator",
+        "floors: log2(N) hops; the detection formula",
+        ("--quick",),
+        (),
+        300,
+        1200,
+    ),
+    Area(
+        "membership",
+        "Membership",
+        "Serf 0.8 (LAN profile), separate processes",
+        ("--quick",),
+        (),
+        600,
+        1800,
+    ),
+    Area(
+        "services",
+        "Cluster services",
+        "raw asyncio msgpack loop, Eclipse Zenoh; BEAM quoted",
+        ("--quick",),
+        (),
+        600,
+        1200,
+    ),
+    Area(
+        "shared_state",
+        "SharedState",
+        "raw pycrdt, PySyncObj (Raft), Redis",
+        ("--quick",),
+        (),
+        900,
+        1800,
+    ),
+    Area("discovery", "Discovery", "floor: one discovery_interval", ("--quick",), (), 300, 900),
+    Area(
+        "soak_crash",
+        "Crash soak",
+        "none (a pass/fail soak)",
+        ("--cycles", "10"),
+        (),
+        600,
+        1800,
+        True,
+    ),
+    Area("soak_partitions", "Partition soak", "none (a pass/fail soak)", (), (), 900, 1800, True),
+    Area("soak_frames", "Frame soak", "none (a pass/fail soak)", (), (), 900, 1800, True),
+)
+AREA_NAMES = tuple(area.name for area in AREAS)
+
+
+@dataclass
+class Table:
+    """A parsed table: the heading printed above it, its header row and its rows."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        """The table as GitHub Markdown."""
+        width = len(self.header)
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * width]
+        for row in self.rows:
+            cells = (row + [""] * width)[:width]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+@dataclass
+class Outcome:
+    """What one area's run produced."""
+
+    area: Area
+    command: list[str]
+    seconds: float
+    returncode: int | None
+    output: str
+    tables: list[Table] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+_MD_SEPARATOR = re.compile(r"^\|\s*:?-{3,}")
+_PLAIN_SEPARATOR = re.compile(r"^-+(-\+-+)+$")
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def parse_tables(output: str) -> tuple[list[Table], list[str]]:
+    """Tables printed in `output` (Markdown or `a | b` over `--+--`) and the other lines."""
+    lines = output.splitlines()
+    tables: list[Table] = []
+    notes: list[str] = []
+    heading = ""
+    index = 0
+    while index < len(lines):
+        line = lines[index].rstrip()
+        following = lines[index + 1].strip() if index + 1 < len(lines) else ""
+        if line.startswith("|") and _MD_SEPARATOR.match(following):
+            table = Table(heading, _cells(line))
+            index += 2
+            while index < len(lines) and lines[index].startswith("|"):
+                table.rows.append(_cells(lines[index]))
+                index += 1
+            tables.append(table)
+            continue
+        if " | " in line and _PLAIN_SEPARATOR.match(following):
+            table = Table(heading, _cells(line))
+            index += 2
+            while index < len(lines) and " | " in lines[index]:
+                table.rows.append(_cells(lines[index]))
+                index += 1
+            tables.append(table)
+            continue
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            heading = stripped.lstrip("#").strip()
+        elif stripped:
+            notes.append(stripped)
+            if not stripped.startswith(("note:", "(")):
+                heading = stripped.rstrip(":")
+        index += 1
+    return tables, notes
+
+
+# Printed lines worth lifting out of the folded output: ratios, goals, verdicts.
+_FINDING = re.compile(
+    r"\d\.\d+x\b|goal|converged|PASS|FAIL|missing|wall |skipped|not installed|median"
+)
+_NUMBER = r"([0-9][0-9,]*\.?[0-9]*)"
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def services_tables(output: str) -> list[Table]:
+    """bench/services.py prints lines, not tables: turn its figures into rows with ratios."""
+    tables: list[Table] = []
+    registry = Table(
+        "Registry (10,000 instances, one node), beside BEAM :global (quoted: 0.41 µs)",
+        [
+            "operation",
+            "ns/op",
+            "BEAM :global lookup ns (quoted)",
+            "ours / BEAM (time: < 1 is faster)",
+        ],
+    )
+    for label, value in re.findall(r"^\s+(.+?)\s+" + _NUMBER + r" ns/op", output, re.M):
+        ns = _number(value)
+        ratio = f"{ns / BEAM_GLOBAL_LOOKUP_NS:.2f}x" if "lookup" in label else ""
+        beam = f"{BEAM_GLOBAL_LOOKUP_NS:.0f}" if "lookup" in label else ""
+        registry.rows.append([label, f"{ns:,.0f}", beam, ratio])
+    if registry.rows:
+        tables.append(registry)
+
+    pubsub = Table(
+        "Pub/sub node -> node, 100-byte messages",
+        ["system", "msg/s", "ours / it (rate: > 1 is faster)"],
+    )
+    ours = re.search(r"foundation-p2p pubsub\s+" + _NUMBER + r" msg/s", output)
+    if ours:
+        rate = _number(ours.group(1))
+        pubsub.rows.append(["foundation-p2p pubsub", f"{rate:,.0f}", "1.00x"])
+        for label, pattern in (
+            ("raw asyncio msgpack loop (same run)", r"raw asyncio msgpack loop\s+"),
+            ("Zenoh, peer mode (same run)", r"zenoh \(peer mode\)\s+"),
+        ):
+            match = re.search(pattern + _NUMBER + r" msg/s", output)
+            if match:
+                peer = _number(match.group(1))
+                pubsub.rows.append([label, f"{peer:,.0f}", f"{rate / peer:.2f}x"])
+        if "zenoh" in output and "skipped" in output.split("call:")[0]:
+            pubsub.rows.append(["Zenoh", "skipped (see output)", ""])
+        pubsub.rows.append(
+            [
+                "BEAM Phoenix.PubSub (quoted)",
+                f"{BEAM_PUBSUB_PER_S:,.0f}",
+                f"{rate / BEAM_PUBSUB_PER_S:.2f}x",
+            ]
+        )
+        tables.append(pubsub)
+
+    call = Table(
+        "call: sequential request/response round trips",
+        ["system", "p50 µs", "p99 µs", "ours p50 / its p50 (time: < 1 is faster)"],
+    )
+    found = re.findall(r"^\s+(.+?)\s+p50\s+" + _NUMBER + r"\s+p99\s+" + _NUMBER, output, re.M)
+    ours_p50 = next((_number(p50) for label, p50, _ in found if "foundation" in label), None)
+    for label, p50, p99 in found:
+        ratio = f"{ours_p50 / _number(p50):.2f}x" if ours_p50 else ""
+        call.rows.append([label, f"{_number(p50):,.0f}", f"{_number(p99):,.0f}", ratio])
+    if call.rows:
+        tables.append(call)
+    return tables
+
+
+PARSERS: dict[str, Callable[[str], list[Table]]] = {"services": services_tables}
+
+
+def erlang_version() -> str | None:
+    """The installed Erlang/OTP release, or None when `erl` is absent."""
+    erl = shutil.which("erl")
+    if erl is None:
+        return None
+    try:
+        result = subprocess.run(
+            [
+                erl,
+                "-noshell",
+                "-eval",
+                'io:format("~s", [erlang:system_info(otp_release)]), halt().',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
+def run_area(area: Area, quick: bool) -> Outcome:
+    """Run one benchmark module in its own process; parse what it printed."""
+    arguments = area.quick if quick else area.full
+    command = [sys.executable, "-m", f"bench.{area.name}", *arguments]
+    timeout = area.timeout_quick if quick else area.timeout_full
+    print(f"== {area.name}: {' '.join(command[1:])} (deadline {timeout:.0f} s)", flush=True)
+    began = time.monotonic()
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+        returncode: int | None = process.returncode
+    except subprocess.TimeoutExpired:
+        # The benchmark's own children share its session: stop them all, by its process group.
+        os.killpg(process.pid, 9)
+        output, _ = process.communicate()
+        output += f"\n(cut off after {timeout:.0f} s)"
+        returncode = None
+    seconds = time.monotonic() - began
+    outcome = Outcome(area, command, seconds, returncode, output)
+    outcome.tables, outcome.notes = parse_tables(output)
+    if area.name in PARSERS:
+        outcome.tables = PARSERS[area.name](output) + outcome.tables
+    status = "ok" if returncode == 0 else f"exit {returncode}"
+    print(f"   {status}, {seconds:.0f} s, {len(outcome.tables)} tables", flush=True)
+    return outcome
+
+
+def machine() -> str:
+    """One line naming the machine: CPU model, cores, memory, OS and Python."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f", {int(line.split()[1]) / 1024 / 1024:.1f} GiB RAM"
+                break
+    except OSError:
+        pass
+    return (
+        f"{model}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def render(outcomes: list[Outcome], command: str, started: datetime.datetime) -> str:
+    """The whole report as Markdown."""
+    erlang = erlang_version()
+    parts = [
+        "# Benchmark report",
+        "",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC",
+        f"- machine: {machine()}",
+        f"- command: `{command}`",
+        "- Every figure below was measured in this one run on this machine, the peers beside us"
+        " included; compare ratios, not absolute figures (the machine was shared with other work"
+        " while it ran).",
+        "- BEAM: "
+        + (
+            f"Erlang/OTP {erlang} is installed, but the BEAM figures are still quoted"
+            if erlang
+            else "Erlang is not installed here, so BEAM figures are quoted"
+        )
+        + " from measurements made elsewhere (issue D2: `:global` lookup 0.41 µs, Phoenix.PubSub"
+        " ~174k msg/s) and labelled `(quoted)`.",
+        "",
+        "## Summary",
+        "",
+        "| area | peer or floor | benchmark | result | time |",
+        "|---|---|---|---|---:|",
+    ]
+    for outcome in outcomes:
+        status = (
+            "ok"
+            if outcome.returncode == 0
+            else (
+                "cut off" if outcome.returncode is None else f"failed (exit {outcome.returncode})"
+            )
+        )
+        module = " ".join(outcome.command[1:]).replace(sys.executable, "python")
+        parts.append(
+            f"| {outcome.area.title} | {outcome.area.peers} | `python {module}` | {status} "
+            f"| {outcome.seconds:.0f} s |"
+        )
+    for outcome in outcomes:
+        module = " ".join(outcome.command[1:])
+        parts += [
+            "",
+            f"## {outcome.area.title}",
+            "",
+            f"`python {module}` — peers: {outcome.area.peers}",
+        ]
+        for table in outcome.tables:
+            parts += ["", f"**{table.title}**" if table.title else "", "", table.markdown()]
+        findings = [note for note in outcome.notes if _FINDING.search(note)]
+        if findings:
+            parts += ["", *(f"- {note}" for note in findings)]
+        if not outcome.tables:
+            parts += ["", "No table was printed; see the output below."]
+        parts += [
+            "",
+            "<details><summary>full output</summary>",
+            "",
+            "```text",
+            outcome.output.rstrip(),
+            "```",
+            "",
+            "</details>",
+        ]
+    return "\n".join(line for line in _squeeze(parts)) + "\n"
+
+
+def _squeeze(lines: list[str]) -> list[str]:
+    """Drop the blank lines that an empty title leaves doubled."""
+    kept: list[str] = []
+    for line in lines:
+        if line == "" and kept and kept[-1] == "":
+            continue
+        kept.append(line)
+    return kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen areas in turn and write the report."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench all", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="each benchmark's --quick run")
+    parser.add_argument("--soak", action="store_true", help="also run the soak benchmarks")
+    parser.add_argument("--only", help="comma-separated areas: " + ",".join(AREA_NAMES))
+    parser.add_argument("--output", type=Path, default=REPORT, help="where to write the report")
+    args = parser.parse_args(argv)
+    chosen = [area for area in AREAS if args.soak or not area.soak]
+    if args.only:
+        wanted = [name.strip() for name in args.only.split(",") if name.strip()]
+        unknown = sorted(set(wanted) - set(AREA_NAMES))
+        if unknown:
+            parser.error(f"unknown area {unknown[0]!r}; choose from {', '.join(AREA_NAMES)}")
+        chosen = [area for area in AREAS if area.name in wanted]
+    started = datetime.datetime.now(datetime.UTC)
+    shown = "python -m bench all" + (" " + " ".join(argv) if argv else "")
+    outcomes = [run_area(area, args.quick) for area in chosen]
+    args.output.write_text(render(outcomes, shown, started))
+    print(f"wrote {args.output}")
+    return 0 if all(outcome.returncode == 0 for outcome in outcomes) else 1
