@@ -27,6 +27,7 @@ from foundation_p2p.engine import (
 )
 from foundation_p2p.environment import choose_discovery
 from foundation_p2p.runtime.driver import Driver
+from foundation_p2p.runtime.faults import PartitionGate
 from foundation_p2p.runtime.metrics import Observer
 from foundation_p2p.runtime.persistence import (
     DURABILITIES,
@@ -97,6 +98,7 @@ class Node:
         data_dir: str | Path | None = None,
         durability: Durability = "batch",
         on_corrupt: OnCorrupt = "fail",
+        fault_injection: bool = False,
     ) -> None:
         if not isinstance(cluster, str) or not cluster:
             raise ConfigError(f"cluster must be a non-empty str, got {cluster!r}")
@@ -156,6 +158,8 @@ class Node:
         self._http: Any = None
         self._shared_states: dict[str, SharedState] = {}
         self._services: Any = None  # ClusterServices, created on first use
+        # `fault_injection=True`: a PartitionGate the demo cuts over HTTP (/admin/partition)
+        self.fault: PartitionGate | None = PartitionGate() if fault_injection else None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -173,19 +177,27 @@ class Node:
         self._loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
         loaded = self._open_store()
+        gate = self.fault
+        inbound = gate.incoming if gate is not None else _ungated
         self.transport = Transport(
             self.node_id,
             self.cluster,
             PROTOCOL_VERSION,
             keyring=self.keyring,
             limits=Limits(max_frame_bytes=self.config.max_frame_bytes),
-            on_frame=lambda peer, body: self._require_driver().on_frame(peer, body),
-            on_peer_up=lambda peer, address: self._require_driver().on_peer_up(peer, address),
+            on_frame=inbound(lambda peer, body: self._require_driver().on_frame(peer, body)),
+            on_peer_up=inbound(
+                lambda peer, address: self._require_driver().on_peer_up(peer, address)
+            ),
             on_peer_down=None,
-            on_peer_lost=lambda peer: self._require_driver().on_peer_lost(peer),
+            on_peer_lost=inbound(lambda peer: self._require_driver().on_peer_lost(peer)),
             on_refused=lambda reason, detail: self._require_driver().on_refused(reason, detail),
-            on_unreachable=lambda peer, detail: self._require_driver().on_unreachable(peer, detail),
+            on_unreachable=inbound(
+                lambda peer, detail: self._require_driver().on_unreachable(peer, detail)
+            ),
         )
+        if gate is not None:
+            gate.attach(self.transport)
         try:
             self.address = await self.transport.start(self.listen, advertise=self.advertise)
         except BaseException:
@@ -194,7 +206,7 @@ class Node:
         self.engine = Engine(
             self.node_id, self.config, random.Random(), self.address, self.metadata
         )
-        self.driver = Driver(self.engine, self.transport)
+        self.driver = Driver(self.engine, gate if gate is not None else self.transport)
         if loaded is not None:
             self._attach_store(loaded)
         self.driver.start()
@@ -476,6 +488,10 @@ class Node:
         if self.transport is None:
             raise NodeError("node is not started")
         return self.transport
+
+
+def _ungated(deliver: Callable[..., None]) -> Callable[..., None]:
+    return deliver
 
 
 def _keyring(key: bytes | str | None, key_file: str | Path | None) -> Keyring | None:

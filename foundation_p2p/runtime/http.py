@@ -205,6 +205,32 @@ def build_app(node: Node) -> web.Application:
         data = node.backup_bytes()  # taken on the loop in one go: a consistent cut
         return web.Response(body=data, content_type="application/octet-stream")
 
+    @routes.get("/admin/partition")
+    @routes.post("/admin/partition")
+    @routes.delete("/admin/partition")
+    async def partition(request: web.Request) -> web.Response:
+        """Fault injection (`--demo-faults` only): POST {"seconds": S} cuts this node off from
+        every peer for S s, DELETE heals it now, GET reports the cut and what it dropped."""
+        denied = _authorize(node, request)
+        if denied is not None:
+            return denied
+        gate = node.fault
+        if gate is None:
+            return _error(404, "fault injection is off: start the node with --demo-faults")
+        if request.method == "POST":
+            try:
+                body = await request.json()
+                gate.cut_for(body["seconds"])
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+                return _error(400, f'expected {{"seconds": S}}: {exc}')
+            except ValueError as exc:
+                return _error(400, str(exc))
+        elif request.method == "DELETE":
+            gate.heal()
+        return _reply(
+            {"node": node.node_id, "cut": gate.cut, "remaining": gate.remaining, **gate.counters}
+        )
+
     app.add_routes(routes)
     add_observability_routes(app, node)
     return app
