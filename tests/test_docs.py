@@ -1,13 +1,32 @@
-"""Every ```python block in README.md and docs/ runs, and the benchmarks run to completion."""
+"""Every code block in README.md and docs/ is checked, and the benchmarks run to completion.
+
+The convention, by a fence's language:
+  ```python   executed (its asserts are its checks).
+  ```bash     every command is validated without running it: `foundation-p2p ...` (or
+              `python -m foundation_p2p ...`) must parse with the real argparse parser (usage
+              brackets, `[--overwrite]`, are parsed as if given), a
+              `curl` URL must name a route the node serves with that method, `python -m bench`
+              must name a benchmark, a script path must exist; any other command must be in
+              SHELL_COMMANDS (commands of the host, not of this project).
+  ```toml     parsed, and a block with a `profile` or Config fields is loaded by Config.from_file.
+  ```json     parsed.
+  ```text     (and a bare fence) shown, never run: output, diagrams, files in other languages.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+
+from foundation_p2p import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -25,6 +44,137 @@ def _blocks() -> list[tuple[str, int, str]]:
 
 
 BLOCKS = _blocks()
+FENCE = re.compile(r"^```(bash|toml|json)\n(.*?)^```$", re.S | re.M)
+# Host commands a shell block may use besides this project's own (not checked beyond the name).
+SHELL_COMMANDS = {
+    "pip",
+    "cd",
+    "export",
+    "mkdir",
+    "chmod",
+    "cat",
+    "echo",
+    "kill",
+    "sudo",
+    "systemctl",
+    "kubectl",
+    "docker",
+    "apt-get",
+    "ip",
+    "nft",
+    "dig",
+    "openssl",
+    "chronyc",
+    "timedatectl",
+    "ss",
+    "journalctl",
+    "pytest",
+    "sqlite3",
+    "cp",
+    "mv",
+    "ls",
+    "head",
+    "tail",
+    "grep",
+    "jq",
+    "sleep",
+    "wait",
+    "set",
+    "for",
+    "do",
+    "done",
+}
+
+
+def _fenced() -> list[tuple[str, int, str, str]]:
+    found = []
+    for path in DOCS:
+        text = path.read_text()
+        for match in FENCE.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            found.append((str(path.relative_to(ROOT)), line, match.group(1), match.group(2)))
+    return found
+
+
+FENCED = _fenced()
+
+
+def _commands(script: str) -> list[list[str]]:
+    """Each simple command in a shell block: continuations joined, comments dropped, split on
+    `&&`, `||`, `;` and `|`, a trailing `&` and leading VAR=value assignments removed."""
+    commands = []
+    for line in script.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        current: list[str] = []
+        for word in [*words, ";"]:
+            if word in ("&&", "||", ";", "|", "&"):
+                while current and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", current[0]):
+                    current.pop(0)
+                if current:
+                    commands.append(current)
+                current = []
+            else:
+                current.append(word.rstrip(";"))
+    return commands
+
+
+def _route_patterns() -> list[tuple[str, re.Pattern[str]]]:
+    from foundation_p2p.runtime.http import build_app
+
+    app = build_app(object())  # type: ignore[arg-type]  # routes need the node only when called
+    patterns = []
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = str(info.get("path") or info.get("formatter"))
+        regex = re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(path))
+        patterns.append((route.method, re.compile(regex + "$")))
+    return patterns
+
+
+def _check_curl(words: list[str]) -> None:
+    method = "GET"
+    urls = [word for word in words if word.startswith("http")]
+    assert len(urls) == 1, f"one URL per curl: {words}"
+    if "-X" in words:
+        method = words[words.index("-X") + 1]
+    elif "-d" in words or "--data" in words:
+        method = "POST"
+    path = urlsplit(urls[0]).path
+    assert any(m == method and p.match(path) for m, p in _route_patterns()), (
+        f"no route {method} {path}"
+    )
+
+
+def _check_command(words: list[str]) -> None:
+    from foundation_p2p.cli import build_parser
+
+    program = words[0].rsplit("/", 1)[-1]
+    if program in ("python", "python3") and words[1:3] == ["-m", "foundation_p2p"]:
+        program, words = "foundation-p2p", ["foundation-p2p", *words[3:]]
+    if program == "foundation-p2p":
+        # usage-style optional parts, `[--node-id ID]`, are checked as if given
+        arguments = [word.strip("[]") for word in words[1:] if word.strip("[]")]
+        try:
+            build_parser().parse_args(arguments)
+        except SystemExit as exit:
+            assert exit.code == 0, f"foundation-p2p does not accept: {shlex.join(words[1:])}"
+    elif program == "curl":
+        _check_curl(words)
+    elif program in ("python", "python3"):
+        if words[1:3] == ["-m", "bench"]:
+            from bench.report import AREA_NAMES
+
+            assert words[3] == "all" or words[3] in AREA_NAMES, words
+        elif words[1:2] == ["-m"]:
+            assert words[2] in ("pytest", "venv", "pip", "http.server") or words[2].startswith(
+                "bench."
+            ), words
+        elif len(words) > 1 and words[1].endswith(".py"):
+            assert (ROOT / words[1]).exists(), f"no such script: {words[1]}"
+    else:
+        assert program in SHELL_COMMANDS, (
+            f"unknown command {program!r}: add it to SHELL_COMMANDS or fence the block as text"
+        )
 
 
 def test_docs_have_python_blocks() -> None:
@@ -36,6 +186,47 @@ def test_docs_have_python_blocks() -> None:
 def test_python_block_runs(path: str, line: int, code: str) -> None:
     """A documented snippet executes without error (its asserts are its checks)."""
     exec(compile(code, f"{path}:{line}", "exec"), {"__name__": "__doc__"})
+
+
+def test_docs_have_checked_shell_blocks() -> None:
+    """The shell-block checker finds blocks to check."""
+    assert sum(1 for _, _, kind, _ in FENCED if kind == "bash") >= 5
+
+
+@pytest.mark.parametrize(
+    ("path", "line", "kind", "code"), FENCED, ids=[f"{p}:{n}" for p, n, _, _ in FENCED]
+)
+def test_fenced_block_is_valid(
+    path: str, line: int, kind: str, code: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bash block's commands exist and parse; a toml block loads as a Config; json parses."""
+    if kind == "json":
+        json.loads(code)
+    elif kind == "toml":
+        data = tomllib.loads(code)
+        if "profile" in data or set(data) & set(Config.__dataclass_fields__):
+            config_file = tmp_path / "config.toml"
+            config_file.write_text(code)
+            Config.from_file(config_file)
+    else:
+        commands = _commands(code)
+        assert commands, f"{path}:{line}: an empty shell block"
+        for words in commands:
+            _check_command(words)
+    capsys.readouterr()  # argparse prints --help/--version output; not part of the check
+
+
+def test_shell_checker_refuses_bad_commands() -> None:
+    """The checker fails on a wrong option, an unknown route and an unknown command."""
+    for bad in (
+        "foundation-p2p node --no-such-option",
+        "curl -X PUT http://127.0.0.1:8001/nowhere",
+        "curl -X POST http://127.0.0.1:8001/state/a/b",
+        "frobnicate --now",
+    ):
+        with pytest.raises(AssertionError):
+            for words in _commands(bad):
+                _check_command(words)
 
 
 def test_crdt_benchmark_runs() -> None:
