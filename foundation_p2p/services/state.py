@@ -1137,12 +1137,19 @@ class NodeHost:
         return AsyncioWaiter(timeout)
 
     def soon(self, callback: Callable[[], None]) -> bool:
-        """Run `callback` on the node's loop after the callbacks already queued."""
+        """Run `callback` on the node's loop after the callbacks already queued, then push
+        what it wrote at once."""
         loop = self.node._loop
         if loop is None:
             return False
-        loop.call_soon(callback)
+        loop.call_soon(self._after_burst, callback)
         return True
+
+    def _after_burst(self, callback: Callable[[], None]) -> None:
+        callback()
+        driver = getattr(self.node, "driver", None)
+        if driver is not None:
+            driver.push_due()
 
     def flush_durable(self) -> Awaitable[None]:
         """Wait for the node's disk."""
