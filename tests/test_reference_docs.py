@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib
+import builtins
 import io
-import pkgutil
 import re
 import sys
 import tokenize
@@ -400,26 +399,34 @@ def test_telemetry_reference_lists_every_metric() -> None:
     assert documented == asyncio.run(scrape())
 
 
-def public_exceptions() -> dict[str, type[BaseException]]:
-    """Every public exception class defined in the library's packages, by name."""
-    found: dict[str, type[BaseException]] = {}
-    for package_name in PACKAGES:
-        package = importlib.import_module(package_name)
-        modules = [package] + [
-            importlib.import_module(info.name)
-            for info in pkgutil.walk_packages(package.__path__, package_name + ".")
-            if not info.name.endswith("__main__")
-        ]
-        for module in modules:
-            for name, value in vars(module).items():
-                if (
-                    isinstance(value, type)
-                    and issubclass(value, BaseException)
-                    and value.__module__ == module.__name__
-                    and not name.startswith("_")
-                ):
-                    found[name] = value
-    return found
+def public_exceptions() -> dict[str, str]:
+    """Every public exception class defined in the library's packages: name -> module path.
+
+    Read from the source (not imported), so a module that fails to import elsewhere in the tree
+    does not hide or break this check.
+    """
+    classes: dict[str, tuple[str, list[str]]] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            for node in tree.body:
+                if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                    bases = [ast.unparse(base).rsplit(".", 1)[-1] for base in node.bases]
+                    classes[node.name] = (str(path.relative_to(ROOT)), bases)
+    builtin = {
+        name
+        for name, value in vars(builtins).items()
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
+    exceptions: dict[str, str] = {}
+    changed = True
+    while changed:
+        changed = False
+        for name, (path, bases) in classes.items():
+            if name not in exceptions and any(b in builtin or b in exceptions for b in bases):
+                exceptions[name] = path
+                changed = True
+    return exceptions
 
 
 def test_errors_reference_documents_every_public_exception() -> None:
