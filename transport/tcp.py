@@ -194,6 +194,13 @@ class Transport:
                 return True
         return self._send_slowly(peer, peer_id, body, address)
 
+    def flush_now(self, peer_id: str) -> None:
+        """Write a peer's queued frames now rather than at the end of this loop turn (a push
+        that is ready need not wait one more turn); the usual batching limits still apply."""
+        peer = self._peers.get(peer_id)
+        if peer is not None and peer.active is not None and peer.queue:
+            peer.active.flush()
+
     async def connect(self, address: str, timeout: float = 5.0) -> str:
         """Dial `address` and complete the handshake; the peer's node id. HandshakeError (with
         `.reason` and a clear message) if it is unreachable, refuses, or times out."""

@@ -1,0 +1,57 @@
+"""push_due: a local write whose push is due goes out, and is written, without a timer turn."""
+
+from __future__ import annotations
+
+import random
+
+from crdts import GCounter
+from foundation_p2p.config import Config
+from foundation_p2p.engine import Engine, decode
+from foundation_p2p.engine.messages import Ack, SyncDelta
+from foundation_p2p.runtime.driver import Driver
+
+
+class FlushingTransport:
+    """Records sends and the peers written at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+        self.flushed: list[str] = []
+
+    def send(self, peer_id: str, body: bytes, address: str | None = None) -> bool:
+        self.sent.append((peer_id, body))
+        return True
+
+    def disconnect(self, peer_id: str) -> bool:
+        return True
+
+    def flush_now(self, peer_id: str) -> None:
+        self.flushed.append(peer_id)
+
+
+def driver_with_live_peer() -> tuple[Driver, FlushingTransport]:
+    engine = Engine("a", Config.production(), random.Random(1), "127.0.0.1:1")
+    transport = FlushingTransport()
+    driver = Driver(engine, transport, clock=lambda: 1000.0)
+    driver.join("b", "127.0.0.1:2")
+    driver._handle(engine.receive(1000.0, "b", Ack(0)))  # heard from: alive
+    assert engine.membership.peers(("alive",)) == ["b"]
+    transport.sent.clear()
+    return driver, transport
+
+
+def test_a_due_push_is_sent_and_written_at_once() -> None:
+    driver, transport = driver_with_live_peer()
+    counter = driver.engine.replica("hits", GCounter)
+    driver.local_write("hits", counter.increment(2))
+    assert transport.sent == []  # without push_due it waits for the timer
+    driver.push_due()
+    pushes = [decode(body) for _, body in transport.sent]
+    assert [type(m) for m in pushes].count(SyncDelta) == 1  # with any other due timer's sends
+    assert transport.flushed == ["b"]
+
+
+def test_nothing_due_sends_nothing() -> None:
+    driver, transport = driver_with_live_peer()
+    driver.push_due()
+    assert transport.sent == [] and transport.flushed == []
