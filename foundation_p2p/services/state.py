@@ -3,12 +3,13 @@
 `SharedState("line-3")["temperature"] = 21.5` writes locally at once and replicates in the
 background. The document behind it is the engine replica `state/<name>` (a `crdts.YDoc`):
 
-- root Map `data`: the user's keys; each value is stored as one msgpack blob, so a value
-  reads back exactly as written (an int stays an int, bytes stay bytes, nested containers are
-  kept) and is replaced as a whole (last writer wins per key, as Yjs decides);
+- root Map `data`: the user's keys; each value is stored as the plain Yjs value a JavaScript
+  client reads (services/values.py tags only what JS cannot carry exactly), so a value reads
+  back exactly as written (an int stays an int, bytes stay bytes, nested containers are kept)
+  and is replaced as a whole (last writer wins per key, as Yjs decides);
 - root Map `counter:<name>`: one entry per writer session, that session's net total; the
   counter is their sum, so concurrent increments never conflict;
-- root Text `text:<name>` and root Array `list:<name>` (list items are msgpack blobs too).
+- root Text `text:<name>` and root Array `list:<name>` (list items use the same codec).
 
 Every pycrdt call runs on the owner's thread (the node's event loop, or the simulator).
 The synchronous methods hop there from application threads; the async ones
@@ -28,13 +29,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import msgpack
 from pycrdt import Array, Map, Text
 
 from crdts import YDoc
 from foundation_p2p.config import Config
 from foundation_p2p.engine import Event, ReplicaChanged
 from foundation_p2p.engine.events import WritesAcked
+from foundation_p2p.services.values import decode_value as decode_value
+from foundation_p2p.services.values import encode_value as encode_value
 
 if TYPE_CHECKING:
     from foundation_p2p.engine import Engine
@@ -67,62 +69,7 @@ class ConsistencyTimeout(TimeoutError):
         """How many members (this node included) the level asked for."""
 
 
-# --- the value codec ---------------------------------------------------------------------
-
-
-def encode_value(value: Any, max_bytes: int) -> bytes:
-    """A value as the msgpack blob SharedState stores; TypeError/ValueError if it cannot be
-    stored exactly (see `check_value`) or is larger than `max_bytes`."""
-    check_value(value)
-    try:
-        blob = msgpack.packb(value, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:  # e.g. a lone surrogate in a str
-        raise ValueError(f"value cannot be encoded: {exc}") from None
-    if len(blob) > max_bytes:
-        raise ValueError(
-            f"value is {len(blob)} bytes encoded, more than max_value_bytes={max_bytes}"
-        )
-    return bytes(blob)
-
-
-def decode_value(blob: bytes | bytearray) -> Any:
-    """Inverse of encode_value."""
-    return msgpack.unpackb(bytes(blob), raw=False, strict_map_key=False)
-
-
-def check_value(value: Any, depth: int = 0) -> None:
-    """Refuse what would not read back exactly: types msgpack cannot carry, ints outside
-    int64, dict keys other than str/int/bytes, nesting deeper than MAX_DEPTH.
-
-    Two conversions are accepted, as in `crdts`: a tuple reads back as a list and a
-    bytearray as bytes.
-    """
-    kind = type(value)
-    if value is None or kind is bool or kind is float or kind is str:
-        return
-    if kind is bytes or kind is bytearray:
-        return
-    if kind is int:
-        if not INT64_MIN <= value <= INT64_MAX:
-            raise ValueError(f"int {value} is outside the int64 range SharedState stores")
-        return
-    if depth >= MAX_DEPTH:
-        raise ValueError(f"value nests deeper than {MAX_DEPTH} levels")
-    if kind is list or kind is tuple:
-        for item in value:
-            check_value(item, depth + 1)
-        return
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) not in (str, int, bytes):
-                raise TypeError(f"dict keys must be str, int or bytes, got {type(key).__name__}")
-            check_value(key, depth + 1)
-            check_value(item, depth + 1)
-        return
-    raise TypeError(
-        f"{kind.__name__} cannot be stored in SharedState "
-        "(use None, bool, int, float, str, bytes, list, tuple or dict)"
-    )
+# --- keys (the value codec is foundation_p2p.services.values) ----------------------------
 
 
 def check_key(key: Any) -> str:
@@ -234,7 +181,7 @@ class Subscription:
 class _Transaction:
     """Writes buffered by `with s.transaction():`, applied as one delta when the block ends."""
 
-    overlay: dict[str, bytes | None] = field(default_factory=dict)  # None: deleted
+    overlay: dict[str, Any] = field(default_factory=dict)  # _MISSING: deleted
     operations: list[Callable[[SharedState], None]] = field(default_factory=list)
 
 
@@ -320,17 +267,17 @@ class SharedState(metaclass=_ResolvingType):
         txn = self._txn.get()
         if txn is not None and key in txn.overlay:
             blob = txn.overlay[key]
-            return default if blob is None else decode_value(blob)
-        blob = self._host.call(lambda: self._bound_data().get(key))
-        return default if blob is None else decode_value(blob)
+            return default if blob is _MISSING else decode_value(blob)
+        blob = self._host.call(lambda: self._bound_data().get(key, _MISSING))
+        return default if blob is _MISSING else decode_value(blob)
 
     def to_dict(self) -> dict[str, Any]:
         """Every key and value, as plain Python values."""
-        blobs = self._host.call(lambda: {k: bytes(v) for k, v in self._bound_data().items()})
+        blobs = self._host.call(lambda: dict(self._bound_data().items()))
         txn = self._txn.get()
         if txn is not None:
             for key, blob in txn.overlay.items():
-                if blob is None:
+                if blob is _MISSING:
                     blobs.pop(key, None)
                 else:
                     blobs[key] = blob
@@ -382,7 +329,7 @@ class SharedState(metaclass=_ResolvingType):
         if txn is not None:
             if key not in self:
                 raise KeyError(key)
-            txn.overlay[key] = None
+            txn.overlay[key] = _MISSING
             txn.operations.append(lambda s: s._data_map().pop(key, None))
             return
 
@@ -537,7 +484,7 @@ class SharedState(metaclass=_ResolvingType):
 
     # --- internals (owner thread) ---------------------------------------------------------
 
-    def _encode(self, key: str, value: Any) -> bytes:
+    def _encode(self, key: str, value: Any) -> Any:
         check_key(key)
         return encode_value(value, self._host.config.max_value_bytes)
 
@@ -619,6 +566,22 @@ class SharedState(metaclass=_ResolvingType):
             self._first_write = seq
         self._last_write = seq
         return seq
+
+    def apply_client_update(self, update: bytes) -> None:
+        """Merge a Yjs update made by a client of this node (a browser over y-websocket) and
+        replicate it as a local write of this node; crdts.DecodeError if it is malformed, and
+        nothing is applied."""
+
+        def apply() -> None:
+            self._flush_batch()
+            self._host.writable()
+            self._bind().merge(update)
+            seq = self._host.write(self.replica_name, update)
+            if not self._first_write:
+                self._first_write = seq
+            self._last_write = seq
+
+        self._host.call(apply)
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, ReplicaChanged):
@@ -817,7 +780,7 @@ class SharedCounter:
             total = (0 if current is None else decode_value(current)) + amount
             if not INT64_MIN <= total <= INT64_MAX:
                 raise ValueError(f"counter {self.name!r} would leave the int64 range")
-            entries[mine] = msgpack.packb(total)
+            entries[mine] = encode_value(total, INT64_MAX)
 
         txn = state._txn.get()
         if txn is not None:
@@ -950,7 +913,7 @@ class SharedList:
     def to_list(self) -> list[Any]:
         """The items, as plain Python values."""
         state = self._state
-        blobs = state._host.call(lambda: [bytes(b) for b in state._root(self._root, Array)])
+        blobs = state._host.call(lambda: list(state._root(self._root, Array)))
         return [decode_value(blob) for blob in blobs]
 
     def __len__(self) -> int:
