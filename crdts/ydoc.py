@@ -298,6 +298,16 @@ class YDoc:
             self._open = self._doc.transaction(origin=origin)
             self._open.__enter__()
 
+    def set_local(self, root: Map[Any], key: str, value: Any) -> None:
+        """`root[key] = value` in the local batch (opened if needed), for a plain value (not a
+        shared type): the hot path of a burst of sets, straight to yrs without pycrdt's
+        per-call transaction handling."""
+        txn = self._open
+        if txn is None:
+            self.open_local()
+            txn = self._open
+        root.integrated.insert(txn._txn, key, value)  # what Map.__setitem__ ends in
+
     def take_local(self) -> bytes | None:
         """Close the local batch and return every local change it and earlier closed batches
         made, as one update (None if there is none)."""

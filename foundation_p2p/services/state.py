@@ -316,8 +316,7 @@ class SharedState(metaclass=_ResolvingType):
             txn.operations.append(lambda s: s._data_map().__setitem__(key, blob))
             return
         if self._batch_open and self._host.on_owner():  # the hot path: a burst of sets
-            self._ydoc.open_local()  # type: ignore[union-attr]
-            self._data[key] = blob  # type: ignore[index]
+            self._ydoc.set_local(self._data, key, blob)  # type: ignore[union-attr,arg-type]
             if self._observers:
                 self._report_set(key)
             return
@@ -531,8 +530,7 @@ class SharedState(metaclass=_ResolvingType):
                 self._write(lambda: self._data_map().__setitem__(key, blob))
                 return
             self._batch_open = True
-        ydoc.open_local()  # reopens it if a remote merge closed it meanwhile
-        self._data_map()[key] = blob
+        ydoc.set_local(self._data_map(), key, blob)  # reopens the batch if a merge closed it
         if self._observers:
             self._report_set(key)
 

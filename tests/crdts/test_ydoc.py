@@ -246,6 +246,20 @@ def test_a_local_batch_survives_a_remote_merge_in_its_middle() -> None:
     assert same(peer, doc)
 
 
+def test_set_local_joins_the_batch_and_reopens_it_after_a_merge() -> None:
+    doc, peer, remote = YDoc("a", client_id=1), YDoc("b", client_id=2), YDoc("c", client_id=3)
+    m = doc.get("m", Map)
+    doc.set_local(m, "x", b"one")
+    doc.set_local(m, "nested", {"list": [1, "two"]})
+    doc.merge(set_key(remote, "r", 3))  # closes the batch; the next set opens a new one
+    doc.set_local(m, "y", "two")
+    assert m["x"] == b"one" and m["y"] == "two"  # visible before the batch is taken
+    delta = doc.take_local()
+    assert delta is not None and doc.take_local() is None
+    peer.merge(delta)
+    assert peer.get("m", Map).to_py() == {"x": b"one", "nested": {"list": [1.0, "two"]}, "y": "two"}
+
+
 def test_remote_merges_rehearse_on_a_shadow_that_follows_local_writes() -> None:
     """A remote update is refused if it would break the document, and the shadow it is tried
     on tracks local writes, so a good update that builds on them is still taken."""
