@@ -20,6 +20,7 @@ from crdts import YDoc
 from foundation_p2p.engine import MEMBERS
 from foundation_p2p.runtime.dashboard import add_observability_routes
 from foundation_p2p.runtime.metrics import health_details
+from foundation_p2p.runtime.yjs import add_yjs_routes
 
 if TYPE_CHECKING:
     from foundation_p2p.node import Node
@@ -233,6 +234,7 @@ def build_app(node: Node) -> web.Application:
 
     app.add_routes(routes)
     add_observability_routes(app, node)
+    add_yjs_routes(app, node)  # /yjs/<state-name>: y-websocket clients (runtime/yjs.py)
     return app
 
 
