@@ -38,6 +38,7 @@ STATE = "line-3"
 SAFETY_CUT_SECONDS = 30.0  # the cut heals by itself even if the demo dies before healing it
 STOP_GRACE = 3.0
 BROWSER_HOLD = 3.0
+NO_DISPLAY = "no display: open the dashboard URL yourself"
 BANNER_LINE = re.compile(r"^node (\S+) cluster=\S+ listen=(\S+) http=(\S+)$", re.MULTILINE)
 
 
@@ -347,7 +348,7 @@ def _open_browser(url: str) -> tuple[bool, str]:
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     )
     if headless:  # without a display webbrowser would take over this terminal with a text browser
-        return False, "no display: open the dashboard URL yourself"
+        return False, NO_DISPLAY
     try:
         opened = webbrowser.open(url)
     except webbrowser.Error as exc:

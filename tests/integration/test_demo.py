@@ -123,3 +123,22 @@ def test_a_node_that_fails_to_start_fails_the_demo_with_its_log(
     text = out.getvalue()
     assert "demo failed: node a exited with code 3" in text
     assert "no such port" in text
+
+
+def test_no_browser_is_tried_without_a_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    tried: list[str] = []
+    monkeypatch.setattr(demo.webbrowser, "open", lambda url: tried.append(url) or True)
+    assert demo._open_browser("http://127.0.0.1:1/") == (False, demo.NO_DISPLAY)
+    assert tried == []
+
+
+def test_a_browser_that_cannot_start_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(demo.webbrowser, "open", lambda url: False)
+    opened, note = demo._open_browser("http://127.0.0.1:1/")
+    assert not opened and "open the dashboard URL yourself" in note
+    monkeypatch.setattr(demo.webbrowser, "open", lambda url: True)
+    assert demo._open_browser("http://127.0.0.1:1/") == (True, "opened in your browser")
