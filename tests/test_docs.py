@@ -253,3 +253,98 @@ def test_crdt_example_converges() -> None:
         check=True,
     )
     assert result.stdout.strip().endswith("converged")
+
+
+SAMPLE_OUTPUT = """# CRDT benchmark (n=500)
+
+| operation | ops/s |
+|---|---:|
+| GCounter.increment | 857,783 |
+| raw pycrdt map set | 89,839 |
+
+YDoc / raw pycrdt map-set throughput: 0.57x
+row          | ours | beside      | ratio / check
+-------------+------+-------------+--------------
+local sets/s | 100  | pycrdt 200  | 0.50x (goal >= 0.7x)
+"""
+
+SERVICES_OUTPUT = """registry: 10000 instances under 2000 names, one node
+  lookup (hit)                          163 ns/op
+  pick round_robin                      601 ns/op
+
+pub/sub: 5000 messages of ~93 bytes, node -> node
+  foundation-p2p pubsub                 91412 msg/s
+  raw asyncio msgpack loop             182824 msg/s   ours/raw   0.50
+  zenoh (peer mode)                    427656 msg/s   ours/zenoh 0.21
+
+call: 300 sequential round trips, p50 / p99 in µs
+  foundation-p2p call              p50      259   p99      583
+  raw asyncio request/response     p50       28   p99      155
+"""
+
+
+def test_bench_report_parses_both_table_styles() -> None:
+    """Markdown tables and shared_state's `a | b` over `--+--` tables become rows; ratio lines
+    stay as notes."""
+    from bench.report import parse_tables
+
+    tables, notes = parse_tables(SAMPLE_OUTPUT)
+    assert [t.title for t in tables] == [
+        "CRDT benchmark (n=500)",
+        "YDoc / raw pycrdt map-set throughput: 0.57x",
+    ]
+    assert tables[0].rows == [["GCounter.increment", "857,783"], ["raw pycrdt map set", "89,839"]]
+    assert tables[1].header == ["row", "ours", "beside", "ratio / check"]
+    assert tables[1].rows == [["local sets/s", "100", "pycrdt 200", "0.50x (goal >= 0.7x)"]]
+    assert "YDoc / raw pycrdt map-set throughput: 0.57x" in notes
+
+
+def test_bench_report_turns_services_lines_into_ratio_rows() -> None:
+    """bench/services.py's printed lines become tables with the ratio to each peer."""
+    from bench.report import services_tables
+
+    registry, pubsub, call = services_tables(SERVICES_OUTPUT, {"global_lookup_ns": 326.0})
+    assert registry.rows[0] == ["lookup (hit)", "163", "326", "0.50x", "0.40x"]
+    assert registry.rows[1][0] == "pick round_robin" and registry.rows[1][2:] == ["", "", ""]
+    assert pubsub.rows[1] == ["raw asyncio msgpack loop (same run)", "182,824", "0.50x"]
+    assert pubsub.rows[-1][0] == "BEAM Phoenix.PubSub (quoted)"
+    assert call.rows[1] == ["raw asyncio request/response", "28", "155", "9.25x"]
+
+
+def test_bench_all_writes_a_report(tmp_path: Path) -> None:
+    """`python -m bench all --quick --only crdts` writes a report with its header and table."""
+    report = tmp_path / "REPORT.md"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "all",
+            "--quick",
+            "--only",
+            "crdts",
+            "--output",
+            str(report),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    text = report.read_text()
+    assert text.startswith("# Benchmark report\n\n- date: ")
+    assert "- command: `python -m bench all --quick --only crdts --output" in text
+    assert "| GCounter.increment |" in text and "<details>" in text
+
+
+def test_bench_all_refuses_an_unknown_area() -> None:
+    """A misspelt area is a usage error, not a silently empty report."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "all", "--only", "crdt"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "unknown area 'crdt'" in result.stderr
