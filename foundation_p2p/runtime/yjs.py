@@ -150,13 +150,14 @@ async def _serve_client(node: Node, request: web.Request) -> web.StreamResponse:
                 log.warning("Yjs client %s sent a text frame; closing it", client.peer)
                 engine.counters["refused.yjs_malformed"] += 1
                 await ws.close(code=CLOSE_MALFORMED, message=b"y-websocket frames are binary")
-            elif message.type == WSMsgType.ERROR:
-                if ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
+            elif message.type == WSMsgType.ERROR:  # aiohttp has closed the socket already
+                error = message.data
+                if getattr(error, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:
                     log.warning("Yjs client %s sent a message over %d bytes; closed it",
                                 client.peer, limits.max_message_bytes)  # fmt: skip
                     engine.counters["refused.yjs_oversize"] += 1
                 else:
-                    log.info("Yjs client %s: %s", client.peer, ws.exception())
+                    log.info("Yjs client %s: %s", client.peer, error)
     finally:
         room.leave(client)
         await client.stop()
