@@ -182,7 +182,9 @@ class _Transaction:
     """Writes buffered by `with s.transaction():`, applied as one delta when the block ends."""
 
     overlay: dict[str, Any] = field(default_factory=dict)  # _MISSING: deleted
+    """The data map's keys as the block left them (replayed from here: no closure per set)."""
     operations: list[Callable[[SharedState], None]] = field(default_factory=list)
+    """Changes to the other roots (counters, texts, lists), in order."""
 
 
 # --- SharedState -------------------------------------------------------------------------
@@ -313,7 +315,6 @@ class SharedState(metaclass=_ResolvingType):
         txn = self._txn.get()
         if txn is not None:
             txn.overlay[key] = blob
-            txn.operations.append(lambda s: s._data_map().__setitem__(key, blob))
             return
         if self._batch_open and self._host.on_owner():  # the hot path: a burst of sets
             self._ydoc.set_local(self._data, key, blob)  # type: ignore[union-attr,arg-type]
@@ -329,7 +330,6 @@ class SharedState(metaclass=_ResolvingType):
             if key not in self:
                 raise KeyError(key)
             txn.overlay[key] = _MISSING
-            txn.operations.append(lambda s: s._data_map().pop(key, None))
             return
 
         def delete() -> None:
@@ -369,10 +369,16 @@ class SharedState(metaclass=_ResolvingType):
             yield self
         finally:
             self._txn.reset(token)
-        if txn.operations:
+        if txn.operations or txn.overlay:
             self._host.call(lambda: self._write(lambda: self._replay(txn)))
 
     def _replay(self, txn: _Transaction) -> None:
+        data = self._data_map()
+        for key, blob in txn.overlay.items():  # independent of the other roots: order is moot
+            if blob is _MISSING:
+                data.pop(key, None)
+            else:
+                data[key] = blob
         for operation in txn.operations:
             operation(self)
 
