@@ -160,13 +160,17 @@ def parse_tables(output: str) -> tuple[list[Table], list[str]]:
     lines = output.splitlines()
     tables: list[Table] = []
     notes: list[str] = []
-    heading = ""
+    heading = ""  # the last `#` heading
     index = 0
     while index < len(lines):
         line = lines[index].rstrip()
         following = lines[index + 1].strip() if index + 1 < len(lines) else ""
+        # A table's title: the line right above it when there is one (a caption), else the
+        # last heading; a line with a blank line between it and the table is only progress.
+        above = lines[index - 1].strip() if index > 0 else ""
+        title = above.lstrip("#").strip() if above else heading
         if line.startswith("|") and _MD_SEPARATOR.match(following):
-            table = Table(heading, _cells(line))
+            table = Table(title, _cells(line))
             index += 2
             while index < len(lines) and lines[index].startswith("|"):
                 table.rows.append(_cells(lines[index]))
@@ -174,7 +178,7 @@ def parse_tables(output: str) -> tuple[list[Table], list[str]]:
             tables.append(table)
             continue
         if " | " in line and _PLAIN_SEPARATOR.match(following):
-            table = Table(heading, _cells(line))
+            table = Table(title, _cells(line))
             index += 2
             while index < len(lines) and " | " in lines[index]:
                 table.rows.append(_cells(lines[index]))
@@ -186,8 +190,6 @@ def parse_tables(output: str) -> tuple[list[Table], list[str]]:
             heading = stripped.lstrip("#").strip()
         elif stripped:
             notes.append(stripped)
-            if not stripped.startswith(("note:", "(")):
-                heading = stripped.rstrip(":")
         index += 1
     return tables, notes
 
@@ -439,8 +441,8 @@ def render(
         f"- machine: {machine()}",
         f"- command: `{command}`",
         "- Every figure below was measured in this one run on this machine, the peers beside us"
-        " included; compare ratios, not absolute figures (the machine was shared with other work"
-        " while it ran).",
+        " included; compare ratios, not absolute figures (the machine may have been running other"
+        " work at the same time).",
         "- BEAM: " + beam_note(erlang, measured),
         "",
         "## Summary",

@@ -256,6 +256,7 @@ def test_crdt_example_converges() -> None:
 
 
 SAMPLE_OUTPUT = """# CRDT benchmark (n=500)
+progress: a line that is not a caption
 
 | operation | ops/s |
 |---|---:|
@@ -263,6 +264,8 @@ SAMPLE_OUTPUT = """# CRDT benchmark (n=500)
 | raw pycrdt map set | 89,839 |
 
 YDoc / raw pycrdt map-set throughput: 0.57x
+
+caption right above
 row          | ours | beside      | ratio / check
 -------------+------+-------------+--------------
 local sets/s | 100  | pycrdt 200  | 0.50x (goal >= 0.7x)
@@ -291,7 +294,7 @@ def test_bench_report_parses_both_table_styles() -> None:
     tables, notes = parse_tables(SAMPLE_OUTPUT)
     assert [t.title for t in tables] == [
         "CRDT benchmark (n=500)",
-        "YDoc / raw pycrdt map-set throughput: 0.57x",
+        "caption right above",
     ]
     assert tables[0].rows == [["GCounter.increment", "857,783"], ["raw pycrdt map set", "89,839"]]
     assert tables[1].header == ["row", "ours", "beside", "ratio / check"]
@@ -348,3 +351,42 @@ def test_bench_all_refuses_an_unknown_area() -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "unknown area 'crdt'" in result.stderr
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's anchors for the headings of a Markdown file (outside code blocks)."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+    anchors = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
+
+
+def _links() -> list[tuple[str, str]]:
+    found = []
+    for path in DOCS:
+        text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+        for target in LINK.findall(text):
+            if not target.startswith(("http://", "https://", "mailto:")):
+                found.append((str(path.relative_to(ROOT)), target))
+    return found
+
+
+def test_relative_links_resolve() -> None:
+    """Every relative link in README.md and docs/ names an existing file, and its #anchor (if
+    any) a heading of that file."""
+    links = _links()
+    assert len(links) >= 30
+    broken = []
+    for source, target in links:
+        file_part, _, anchor = target.partition("#")
+        path = (ROOT / source).parent / file_part if file_part else ROOT / source
+        if not path.exists():
+            broken.append(f"{source}: {target} (no such file)")
+        elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
+            broken.append(f"{source}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
