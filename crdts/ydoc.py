@@ -207,6 +207,7 @@ class YDoc:
         "_doc",
         "_open",
         "_pending",
+        "_remote",
         "_shadow",
         "_shadow_lag",
         "_subscription",
@@ -225,12 +226,14 @@ class YDoc:
         self._shadow_lag: list[bytes] = []  # local deltas not yet replayed into the shadow
         self._open: Any = None  # an open local batch (a pycrdt transaction), see open_local()
         self._committed: list[bytes] = []  # local batches closed but not yet taken
+        self._remote = False  # True while a remote update is applied to the replica
         self.committing_local = False
         """True while a local batch commits (observers of the roots may tell it apart)."""
         self._subscription = self._doc.observe(self._on_transaction)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
-        self._captured.append(bytes(event.update))
+        if not self._remote:  # a remote update is not ours to ship: skip encoding it again
+            self._captured.append(bytes(event.update))
 
     @property
     def doc(self) -> Doc[Any]:
@@ -407,8 +410,12 @@ class YDoc:
     def _apply(self, update: bytes) -> None:
         """Apply a remote update: first to the shadow (DecodeError there leaves us untouched)."""
         self._rehearse_on_shadow(update)
-        with self._doc.transaction(origin=REMOTE_ORIGIN):
-            self._doc.apply_update(update)
+        self._remote = True
+        try:
+            with self._doc.transaction(origin=REMOTE_ORIGIN):
+                self._doc.apply_update(update)
+        finally:
+            self._remote = False
 
     def _rehearse_on_shadow(self, update: bytes) -> None:
         try:
