@@ -10,7 +10,8 @@ The convention, by a fence's language:
               SHELL_COMMANDS (commands of the host, not of this project).
   ```toml     parsed, and a block with a `profile` or Config fields is loaded by Config.from_file.
   ```json     parsed.
-  ```text     (and a bare fence) shown, never run: output, diagrams, files in other languages.
+  ```text     (and a bare fence) shown, never run: output, diagrams, files in other languages,
+              and code that needs what the tests lack (root and network namespaces).
 """
 
 from __future__ import annotations
