@@ -123,18 +123,18 @@ async def _serve_client(node: Node, request: web.Request) -> web.StreamResponse:
     limits = request.app[LIMITS]
     rooms: dict[str, _Room] = request.app[ROOMS]
     room = rooms.get(name)
-    if room is None:
-        ydoc = engine.replica(STATE_PREFIX + name, YDoc)
-        room = rooms[name] = _Room(name, state, ydoc, rooms, engine.counters)
-    if len(room.clients) >= limits.max_clients_per_state:
+    if room is not None and len(room.clients) >= limits.max_clients_per_state:
         log.warning("refused Yjs client %s for %r: %d clients already", request.remote, name,
                     len(room.clients))  # fmt: skip
         engine.counters["refused.yjs_clients"] += 1
-        room.close_if_empty()
         raise web.HTTPServiceUnavailable(text=f"state {name!r} has too many Yjs clients")
 
     ws = web.WebSocketResponse(max_msg_size=limits.max_message_bytes, autoping=True)
-    await ws.prepare(request)
+    await ws.prepare(request)  # not a WebSocket request: aiohttp answers 400
+    room = rooms.get(name)
+    if room is None:
+        ydoc = engine.replica(STATE_PREFIX + name, YDoc)
+        room = rooms[name] = _Room(name, state, ydoc, rooms, engine.counters)
     client = _Client(ws, read_only, limits.max_queued_messages, f"{request.remote} of {name!r}")
     room.join(client)
     try:
@@ -146,6 +146,9 @@ async def _serve_client(node: Node, request: web.Request) -> web.StreamResponse:
                     log.warning("Yjs client %s: %s; closing it", client.peer, exc)
                     engine.counters["refused.yjs_malformed"] += 1
                     await ws.close(code=CLOSE_MALFORMED, message=b"malformed message")
+                except RuntimeError as exc:  # NodeError: the node stopped under the client
+                    log.info("Yjs client %s: %s; closing it", client.peer, exc)
+                    await ws.close(code=WSCloseCode.GOING_AWAY, message=b"node stopping")
             elif message.type == WSMsgType.TEXT:
                 log.warning("Yjs client %s sent a text frame; closing it", client.peer)
                 engine.counters["refused.yjs_malformed"] += 1
@@ -169,13 +172,14 @@ def _access(node: Node, request: web.Request, name: str) -> bool | None:
     keyring = node.keyring
     if keyring is None:
         return False
-    supplied = request.query.get("token") or request.headers.get("Authorization") or ""
-    supplied = supplied.removeprefix("Bearer ").strip()
+    given = request.query.get("token") or request.headers.get("Authorization") or ""
+    supplied = given.removeprefix("Bearer ").strip().encode("utf-8", "replace")
     if not supplied:
         return None
-    if any(hmac.compare_digest(supplied, t) for t in keyring.tokens(TOKEN_PURPOSE)):
+    if any(hmac.compare_digest(supplied, t.encode()) for t in keyring.tokens(TOKEN_PURPOSE)):
         return False
-    if any(hmac.compare_digest(supplied, t) for t in keyring.tokens(READ_TOKEN_PURPOSE + name)):
+    read = keyring.tokens(READ_TOKEN_PURPOSE + name)
+    if any(hmac.compare_digest(supplied, t.encode()) for t in read):
         return True
     return None
 
@@ -189,7 +193,8 @@ class _Client:
         self.peer = peer
         self.awareness_ids: set[int] = set()
         self.slow = False
-        self._closing: asyncio.Task[bool] | None = None
+        self.warned_read_only = False
+        self._closing: asyncio.Task[bool] | None = None  # held: a bare task may be collected
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=queued)
         self._sender = asyncio.get_running_loop().create_task(self._send_all())
 
@@ -312,6 +317,10 @@ class _Room:
                 if payload == EMPTY_UPDATE:
                     return
                 if client.read_only:
+                    if not client.warned_read_only:
+                        client.warned_read_only = True
+                        log.warning("Yjs client %s has a read-only token; its updates are "
+                                    "dropped", client.peer)  # fmt: skip
                     self.counters["refused.yjs_readonly_update"] += 1
                     return
                 try:

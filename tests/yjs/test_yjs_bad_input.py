@@ -143,7 +143,7 @@ async def test_more_clients_than_the_limit_are_refused(make_nodes, session):
         await ws.close()
 
 
-@pytest.mark.parametrize("token", [None, "", "0" * 64, "wrong"])
+@pytest.mark.parametrize("token", [None, "", "0" * 64, "wrong", "é"])
 async def test_a_missing_or_wrong_token_is_refused(make_nodes, session, caplog, token):
     key = generate_key()
     (n0,) = await make_nodes(1, key=key)
@@ -178,3 +178,10 @@ async def test_awareness_is_relayed_to_every_client_and_removed_when_one_leaves(
     assert gone.endswith(b"null")  # the state of client 4242 removed
     await b.close()
     await late.close()
+
+
+async def test_a_plain_http_request_is_refused_and_leaves_nothing_behind(make_nodes, session):
+    (n0,) = await make_nodes(1)
+    async with session.get(f"http://{n0.http_address}/yjs/line-3") as response:
+        assert response.status == 400
+    assert n0._http.app[ROOMS] == {}
