@@ -4,6 +4,7 @@ cannot keep up."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -96,3 +97,15 @@ async def test_a_client_that_cannot_keep_up_is_closed(make_nodes, session):
     assert late.close_code == CLOSE_SLOW
     assert n0._require_engine().counters["refused.yjs_slow"] == 1
     await present.close()
+
+
+async def test_stopping_the_node_closes_its_clients_at_once(make_nodes, session):
+    (n0,) = await make_nodes(1)
+    ws = await session.ws_connect(url(n0))
+    await binary(ws)  # greeting
+    started = asyncio.get_running_loop().time()
+    await n0.stop(leave=False)
+    assert asyncio.get_running_loop().time() - started < 5.0
+    message = await ws.receive(timeout=5.0)
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    assert message.data == aiohttp.WSCloseCode.GOING_AWAY  # y-websocket will reconnect
