@@ -20,16 +20,19 @@ from pathlib import Path
 from aiohttp import web
 
 from foundation_p2p import Node
+from foundation_p2p.runtime.yjs import client_token
+from transport import load_key_file
 
 HERE = Path(__file__).resolve().parent
 
 
-def page_app(node_http: str, vendor: Path = HERE / "vendor") -> web.Application:
+def page_app(node_http: str, vendor: Path = HERE / "vendor", token: str = "") -> web.Application:
     """The page (index.html, pointed at the node's HTTP address) and the vendored bundle."""
 
     async def index(request: web.Request) -> web.Response:
         if "node" not in request.query:
-            raise web.HTTPFound(f"/?node={node_http}&state=demo")
+            query = f"node={node_http}&state=demo" + (f"&token={token}" if token else "")
+            raise web.HTTPFound(f"/?{query}")
         return web.FileResponse(HERE / "index.html")
 
     app = web.Application()
@@ -43,6 +46,7 @@ async def main() -> None:
     parser.add_argument("--http", default="127.0.0.1:8081", help="the node's HTTP address")
     parser.add_argument("--port", type=int, default=8000, help="the page's port on 127.0.0.1")
     parser.add_argument("--seed", action="append", default=[], help="a node to join")
+    parser.add_argument("--key-file", help="the cluster key (the page then needs a token)")
     options = parser.parse_args()
     if not (HERE / "vendor" / "yjs-bundle.mjs").exists():
         raise SystemExit("run examples/yjs_browser/build.sh first (it vendors the Yjs bundle)")
@@ -52,9 +56,13 @@ async def main() -> None:
         http=options.http,
         seeds=options.seed,
         discovery="static" if options.seed else None,
+        key_file=options.key_file,
     )
     async with node:
-        runner = web.AppRunner(page_app(node.http_address), access_log=None)
+        token = ""
+        if options.key_file:
+            token = client_token(load_key_file(options.key_file))
+        runner = web.AppRunner(page_app(node.http_address, token=token), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", options.port).start()
         print(f"open http://127.0.0.1:{options.port}/  (node {node.node_id}, {node.http_address})")
