@@ -805,7 +805,8 @@ class SharedCounter:
 
     @staticmethod
     def _sum(entries: Map[Any]) -> int:
-        return sum(int(decode_value(blob)) for blob in entries.values())
+        # a Yjs client may write anything into the map: only int entries count
+        return sum(v for v in map(decode_value, entries.values()) if type(v) is int)
 
     def __repr__(self) -> str:
         return f"SharedCounter({self.name!r})"

@@ -109,3 +109,19 @@ async def test_stopping_the_node_closes_its_clients_at_once(make_nodes, session)
     message = await ws.receive(timeout=5.0)
     assert message.type == aiohttp.WSMsgType.CLOSE
     assert message.data == aiohttp.WSCloseCode.GOING_AWAY  # y-websocket will reconnect
+
+
+async def test_what_a_client_writes_into_a_counter_that_is_not_an_int_is_not_counted(
+    make_nodes, session
+):
+    (n0,) = await make_nodes(1)
+    state = n0.shared_state("line-3")
+    state.counter("visits").increment(2)
+    ws = await session.ws_connect(url(n0))
+    client: Doc[Any] = Doc()
+    counter = client.get("counter:visits", type=Map)
+    counter["browser"] = 3  # a JS client adding to an entry of its own
+    counter["odd"] = "not a number"
+    await ws.send_bytes(create_update_message(client.get_update()))
+    await eventually_true(lambda: state.counter("visits").value == 5)
+    await ws.close()
