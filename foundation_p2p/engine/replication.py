@@ -64,6 +64,10 @@ EMPTY_DIGEST: dict[str, Any] = {
 }
 _SEEN_PUSHES = 8192
 _TRACKED_PUSHES = 8192  # push batches whose acks are still mapped to the writes they carried
+BURST_GAP = 0.002
+"""Seconds: a local write this soon after the previous push is part of a burst ..."""
+BURST_HOLD = 0.003
+"""... and its push waits this long, so the receivers merge a few turns' writes at once."""
 
 
 def tag_of(replica: Any) -> str:
@@ -142,6 +146,7 @@ class Replication:
         # push seq -> (replicas in the batch, first and last write number it covers)
         self._push_writes: OrderedDict[int, list[tuple[str, int, int]]] = OrderedDict()
         self._flush_at: float | None = None
+        self._last_flush = float("-inf")
         self._next_anti_entropy_at: float | None = None
         # a fresh range per session, small enough to travel as a 32-bit int
         self._push_seq = rng.getrandbits(31)
@@ -191,7 +196,10 @@ class Replication:
         else:
             pending.merge(delta)
         if self._flush_at is None:
-            self._flush_at = now + self.config.push_delay
+            delay = self.config.push_delay
+            if now - self._last_flush < BURST_GAP:
+                delay = max(delay, BURST_HOLD)
+            self._flush_at = now + delay
         return self.write_seq
 
     # --- timers -------------------------------------------------------------------------
@@ -230,6 +238,7 @@ class Replication:
 
     def _flush(self, now: float) -> None:
         self._flush_at = None
+        self._last_flush = now
         pending, self._pending = self._pending, {}
         last = self.write_seq
         first = {name: self._flushed_upto.get(name, 0) + 1 for name in pending}

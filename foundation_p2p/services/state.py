@@ -54,7 +54,6 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_DEPTH = 64
 MAX_NAME_CHARS = 200
 _ACK_RANGES_PER_PEER = 64
-_BURST_GAP = 0.002  # seconds: a batch sooner than this after the previous one is in a burst
 _MISSING = object()
 
 
@@ -1054,7 +1053,6 @@ class NodeHost:
     def __init__(self, node: Any, flush_durable: Callable[[], Awaitable[None]]) -> None:
         self.node = node
         self._flush_durable = flush_durable
-        self._last_batch = float("-inf")  # loop time of the last batch handed over
 
     @property
     def config(self) -> Config:
@@ -1108,7 +1106,7 @@ class NodeHost:
 
     def soon(self, callback: Callable[[], None]) -> bool:
         """Run `callback` on the node's loop after the callbacks already queued; what it wrote
-        is pushed at once unless a burst is going on (see _after_burst)."""
+        is pushed at once if the engine's push is due (not in a burst: engine.replication)."""
         loop = self.node._loop
         if loop is None:
             return False
@@ -1117,13 +1115,8 @@ class NodeHost:
 
     def _after_burst(self, callback: Callable[[], None]) -> None:
         callback()
-        # A lone batch is pushed in this loop turn. A batch right after another (a burst) is
-        # left to the engine's timer, which joins it with the next turn's: a merge on the
-        # receivers costs about the same for 60 keys as for 120.
-        now = self.node._loop.time()
-        lone, self._last_batch = now - self._last_batch > _BURST_GAP, now
         driver = getattr(self.node, "driver", None)
-        if lone and driver is not None:
+        if driver is not None:
             driver.push_due()
 
     def flush_durable(self) -> Awaitable[None]:

@@ -8,7 +8,9 @@ from pycrdt import Map
 from crdts import AWORSet, LWWMap, ORMap, PNCounter, YDoc
 from foundation_p2p.config import Config
 from foundation_p2p.engine import LocalProtocolError, PushAcked, ReplicaChanged, encode
+from foundation_p2p.engine.events import Send
 from foundation_p2p.engine.messages import SyncDelta, SyncDigest
+from foundation_p2p.engine.replication import BURST_GAP, BURST_HOLD
 
 
 def write(net, node, name, cls, mutate, **options):
@@ -158,3 +160,28 @@ def test_pushes_relay_through_a_large_cluster_and_anti_entropy_completes_it(engi
     assert net["n5"].counters["push.batches"] == 1
     net.run(10.0)
     assert all(net[n].replication.replicas["hits"].value == 1 for n in names)
+
+
+def test_a_write_right_after_a_push_waits_a_little_to_join_the_rest_of_its_burst(trio):
+    a = trio["a"]
+    delay = trio.config.push_delay
+
+    def write_at(now):
+        trio.take("a", a.local_write("hits", a.replica("hits", PNCounter).increment(1), now))
+
+    def pushes_at(now):
+        outputs = a.tick(now)
+        trio.take("a", outputs)
+        return [o for o in outputs if isinstance(o, Send) and isinstance(o.message, SyncDelta)]
+
+    start = trio.now + 1.0
+    write_at(start)  # a lone write: pushed as soon as it is due
+    assert len(pushes_at(start + delay)) == 2
+    write_at(start + delay)  # right after that push: a burst
+    assert pushes_at(start + delay + BURST_GAP / 4) == []
+    write_at(start + delay + BURST_GAP / 2)  # joins the held push
+    held = pushes_at(start + delay + max(delay, BURST_HOLD))
+    assert len(held) == 2 and all(s.message.deltas for s in held)
+    later = start + 0.1  # after a pause, a lone write again
+    write_at(later)
+    assert len(pushes_at(later + delay)) == 2
