@@ -307,10 +307,12 @@ def test_bench_report_turns_services_lines_into_ratio_rows() -> None:
     """bench/services.py's printed lines become tables with the ratio to each peer."""
     from bench.report import services_tables
 
-    registry, pubsub, call = services_tables(SERVICES_OUTPUT, {"global_lookup_ns": 326.0})
+    measured = {"global_lookup_ns": 326.0, "pg_node_to_node_msgs_per_s": 91412.0}
+    registry, pubsub, call = services_tables(SERVICES_OUTPUT, measured)
     assert registry.rows[0] == ["lookup (hit)", "163", "326", "0.50x", "0.40x"]
     assert registry.rows[1][0] == "pick round_robin" and registry.rows[1][2:] == ["", "", ""]
     assert pubsub.rows[1] == ["raw asyncio msgpack loop (same run)", "182,824", "0.50x"]
+    assert pubsub.rows[-2] == ["BEAM pg node -> node (same run)", "91,412", "1.00x"]
     assert pubsub.rows[-1][0] == "BEAM Phoenix.PubSub (quoted)"
     assert call.rows[1] == ["raw asyncio request/response", "28", "155", "9.25x"]
 
