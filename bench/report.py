@@ -7,7 +7,9 @@ one that hangs or fails is cut off at its deadline and reported, and the others 
 printed tables are parsed (Markdown `| a | b |` tables and the `a | b` / `--+--` tables of
 bench/shared_state.py); the few results printed as lines (bench/services.py) are parsed by
 pattern. Every area's full output is kept in the report, folded, so nothing measured is lost.
-Where Erlang is absent, BEAM figures are quoted from the issue texts and labelled as quoted.
+BEAM: with Erlang installed (Debian `erlang-base`), `:global` lookup and pg pub/sub between two
+VMs over Erlang distribution on loopback are measured in the same run (bench/beam*.escript);
+without it they are skipped, and the figures quoted in the issue texts stand, labelled as quoted.
 """
 
 from __future__ import annotations
