@@ -478,6 +478,36 @@ def machine() -> str:
     )
 
 
+_RATIO = re.compile(r"^[+-]?\d[\d.,]*x\b")
+
+
+def ratios_at_a_glance(outcomes: list[Outcome]) -> Table:
+    """One row per table row that carries a ratio cell, and per printed ratio line."""
+    glance = Table("", ["area", "row", "ratio"])
+    for outcome in outcomes:
+        for table in outcome.tables:
+            for row in table.rows:
+                cells = [
+                    f"{header}: {cell}"
+                    for header, cell in zip(table.header[1:], row[1:], strict=False)
+                    if _RATIO.match(cell)
+                    and not re.match(r"^1\.00x$", cell)
+                    # a floor's own row measured against a floor (transport: raw vs raw)
+                    and not (row[0].startswith("raw") and header.startswith("vs"))
+                ]
+                if cells:
+                    label = " ".join(c for c in row[:1] if c)
+                    if len(table.header) > 1 and table.header[1] == "N":
+                        label += f" (N={row[1]})"
+                    glance.rows.append([outcome.area.title, label, "; ".join(cells)])
+        for note in outcome.notes:
+            if re.search(r"\d\.\d+x\s*$", note):
+                glance.rows.append(
+                    [outcome.area.title, note.rsplit(":", 1)[0], note.rsplit(":", 1)[-1].strip()]
+                )
+    return glance
+
+
 def beam_note(erlang: str | None, measured: dict[str, float]) -> str:
     """Where the BEAM figures come from in this report."""
     quoted = (
@@ -544,6 +574,17 @@ def render(
             f"| {status} "
             f"| {outcome.seconds:.0f} s |"
         )
+    glance = ratios_at_a_glance(outcomes)
+    if glance.rows:
+        parts += [
+            "",
+            "## Ratios at a glance",
+            "",
+            "Every row of the tables below that states a ratio to a peer or a floor (what the"
+            " ratio compares is in the column name; the goals are the issues').",
+            "",
+            glance.markdown(),
+        ]
     for outcome in outcomes:
         parts += [
             "",

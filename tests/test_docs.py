@@ -393,3 +393,23 @@ def test_relative_links_resolve() -> None:
         elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
             broken.append(f"{source}: {target} (no such heading)")
     assert not broken, "\n".join(broken)
+
+
+def test_bench_report_lists_ratios_at_a_glance() -> None:
+    """Rows with a ratio to a peer are gathered; a floor measured against a floor is not."""
+    from bench.report import AREAS, Outcome, Table, ratios_at_a_glance
+
+    outcome = Outcome(AREAS[0], ["x"], 0.0, 0, "")
+    outcome.tables = [
+        Table(
+            "",
+            ["mode", "msg/s", "vs raw unbatched"],
+            [["raw batched", "10", "2.00x"], ["Transport burst", "20", "4.00x"]],
+        )
+    ]
+    outcome.notes = ["YDoc / raw pycrdt map-set throughput: 0.57x", "progress 3 s"]
+    glance = ratios_at_a_glance([outcome])
+    assert [row[1:] for row in glance.rows] == [
+        ["Transport burst", "vs raw unbatched: 4.00x"],
+        ["YDoc / raw pycrdt map-set throughput", "0.57x"],
+    ]
