@@ -167,6 +167,7 @@ async def _ours(index: int, ports: list[int], plan: dict[str, Any], conn: Connec
     ) as node:
         await wait_async(lambda: sum(s == "alive" for s in node.members().values()) == 3)
         state = node.shared_state("bench")
+        len(state)  # the document exists before the go, as PySyncObj's ReplDict does
         arrivals: dict[str, float] = {}
 
         def seen(change: Any) -> None:
