@@ -10,15 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from foundation_p2p import Config
 from foundation_p2p.cli import main
 from foundation_p2p.node import Node
+from tests.realnodes import fast
 
 DUMP = {"line-3/temperature": 21.5, "line-3/state": "running", "counts": [1, 2, 3], "ok": True}
-
-
-def fast() -> Config:
-    return Config.development(probe_interval=0.1, probe_timeout=0.05, anti_entropy_interval=0.2)
 
 
 def dump_file(tmp_path: Path, content: object) -> Path:

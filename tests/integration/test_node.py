@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 
 import pytest
 
 from crdts import AWORSet, LWWMap, PNCounter
 from foundation_p2p import Config, ConfigError
 from foundation_p2p.node import Node, NodeError
+from tests.realnodes import eventually, fast
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll `check` on the loop until it holds (bounded); fail with the timeout otherwise."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s")
-        await asyncio.sleep(0.02)
-
-
-def fast() -> Config:
-    return Config.development(probe_interval=0.1, probe_timeout=0.05, anti_entropy_interval=0.2)
 
 
 async def cluster(count: int, **options: object) -> list[Node]:

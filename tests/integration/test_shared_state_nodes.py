@@ -4,28 +4,15 @@ concurrent writes, observers with origins, and write levels with members down.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
-from foundation_p2p import Config, ConsistencyTimeout
+from foundation_p2p import ConsistencyTimeout
 from foundation_p2p.node import Node
 from foundation_p2p.services.state import Change
+from tests.realnodes import eventually, fast
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll `check` on the loop until it holds (bounded)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s")
-        await asyncio.sleep(0.02)
-
-
-def fast() -> Config:
-    return Config.development(probe_interval=0.1, probe_timeout=0.05, anti_entropy_interval=0.2)
 
 
 async def cluster(count: int) -> list[Node]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import pytest
 from pycrdt import Map
 
 from crdts import AWORSet, GCounter, LWWMap, LWWRegister, MVRegister, ORMap, PNCounter, YDoc
-from foundation_p2p.config import Config
 from foundation_p2p.node import Node, NodeError
 from foundation_p2p.runtime.persistence import (
     STORE_FILE,
@@ -26,22 +24,9 @@ from foundation_p2p.runtime.persistence import (
     read_backup,
     restore_backup,
 )
+from tests.realnodes import eventually, fast
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def fast(**overrides: Any) -> Config:
-    base = {"probe_interval": 0.1, "probe_timeout": 0.05, "anti_entropy_interval": 0.2}
-    return Config.development(**{**base, **overrides})
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll `check` on the loop until it holds (bounded); fail with the timeout otherwise."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 def log_rows(data_dir: Path) -> int:

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from foundation_p2p import Config
 from foundation_p2p.node import Node
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll `check` on the loop until it holds (bounded); fail with the timeout otherwise."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s")
-        await asyncio.sleep(0.02)
-
-
-def fast() -> Config:
-    """Development timings, sped up so failures show within about a second."""
-    return Config.development(probe_interval=0.1, probe_timeout=0.05, anti_entropy_interval=0.2)
+from tests.realnodes import eventually, fast
 
 
 @asynccontextmanager
