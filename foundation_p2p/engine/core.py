@@ -199,6 +199,11 @@ class Engine:
         return self.membership.incarnation
 
     @property
+    def members_agreed(self) -> bool:
+        """Whether our member table has once equalled a peer's (we know the whole cluster)."""
+        return self.replication.members_agreed
+
+    @property
     def replica_names(self) -> list[str]:
         """Every replica this node holds, the member table included."""
         return [MEMBERS, *self.replication.replicas]

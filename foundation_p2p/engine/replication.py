@@ -136,6 +136,8 @@ class Replication:
         self.replicas: dict[str, Any] = {}
         self._summaries: dict[str, bytes] = {}
         self._members_summary: tuple[int, bytes] | None = None
+        # Our member table once equalled a peer's: we know the cluster, not just who we met.
+        self.members_agreed = False
         self._pending: dict[str, Any] = {}  # name -> merged delta (a list of updates for a YDoc)
         self.write_seq = 0
         """The number of the latest local write."""
@@ -369,6 +371,8 @@ class Replication:
             summary = theirs.pop(name, None)
             if summary is None or summary.digest != self._summary(name, tag, replica):
                 differing.append(ReplicaDigest(name, tag, replica.digest()))
+            elif name == MEMBERS:
+                self.members_agreed = True
             elif name in self._written:  # equal copies: the peer holds all our writes to it
                 self.outbox.emit(WritesAcked(src, name, 0, self.write_seq))
         for name, summary in theirs.items():  # replicas they have and we lack

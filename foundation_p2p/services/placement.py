@@ -71,13 +71,18 @@ def has_quorum(
     last_heard: dict[str, float] | None = None,
     now: float = 0.0,
     lease: float | None = None,
+    members_agreed: bool = True,
 ) -> bool:
-    """Whether a strict majority of the known (not departed) members is alive in `view`.
+    """Whether a strict majority of the known (not departed) members, at least two, is alive.
 
     With a `lease`, a peer counts only if a message came from it within `lease` seconds: a
     member cut off from the rest notices it has lost its majority before they declare it dead.
+    Without `members_agreed` (a fresh node that has met some members but never held the same
+    table as a peer) the view may be a fragment of the cluster, so there is no quorum.
     """
     known = sum(1 for status in view.values() if status != "left")
+    if known < 2 or not members_agreed:
+        return False  # until our table matched a peer's, we may know only part of the cluster
     if lease is None or last_heard is None:
         alive = sum(1 for status in view.values() if status == "alive")
     else:
@@ -198,7 +203,14 @@ class PlacementCore:
         owner = singleton_owner(name, view)
         eligible = owner == self.node_id and (
             state.quorum is None
-            or has_quorum(view, self.node_id, self._engine.last_heard, now, self._lease(view))
+            or has_quorum(
+                view,
+                self.node_id,
+                self._engine.last_heard,
+                now,
+                self._lease(view),
+                self._engine.members_agreed,
+            )
         )
         if state.running:
             if eligible:

@@ -12,7 +12,7 @@ from services_sim import SimServices
 from foundation_p2p.node import Node
 from foundation_p2p.services.placement import PlacementCore, singleton_owner
 from simulations.cluster import SimCluster
-from simulations.faults import FaultSchedule, fault_schedules, settle
+from simulations.faults import FaultEvent, FaultSchedule, fault_schedules, settle
 
 pytestmark = pytest.mark.timeout(300)
 NODES = ["n0", "n1", "n2", "n3", "n4"]
@@ -102,6 +102,27 @@ def test_with_a_quorum_only_the_majority_side_runs_it():
     assert runners(services) == []
     sim.heal()
     assert services.run_until(lambda: len(runners(services)) == 1, 60.0)
+
+
+def test_a_restarted_node_that_met_one_member_has_no_quorum():
+    # Found by the property below: n4 came back empty, met n1 just before being cut off, and
+    # took {n4, n1} for the whole cluster, a "majority" of two beside the real one.
+    sim = SimCluster(NODES, seed=4)
+    services = placed(sim, quorum="majority")
+    services.run(6.0)
+    FaultSchedule(
+        (
+            FaultEvent.crash(0.144, "n4"),
+            FaultEvent.restart(0.409, "n4"),
+            FaultEvent.partition(0.41, ("n0", "n1", "n2", "n3"), ("n4",)),
+        )
+    ).apply(sim, start=sim.now)
+
+    def never_two() -> None:
+        assert len(runners(services)) <= 1, runners(services)
+
+    services.run(12.0, check=never_two)
+    assert runners(services) != ["n4"]
 
 
 @settings(max_examples=40)
