@@ -2,11 +2,11 @@
 # Vendor the Yjs client for the example page: install the npm packages `yjs` and `y-websocket`
 # (plus `esbuild`) into a cache folder and bundle them into one ES module the page imports.
 #   examples/yjs_browser/build.sh [OUTPUT_DIR]     (default: examples/yjs_browser/vendor)
-# The cache folder is $FOUNDATION_P2P_NPM_DIR, else ~/.cache/foundation-p2p-npm.
+# The cache folder is $FP2P_NPM_DIR, else ~/.cache/foundation-p2p-npm.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$here/vendor}"
-npm_dir="${FOUNDATION_P2P_NPM_DIR:-$HOME/.cache/foundation-p2p-npm}"
+npm_dir="${FP2P_NPM_DIR:-$HOME/.cache/foundation-p2p-npm}"
 mkdir -p "$npm_dir" "$out"
 for package in yjs y-websocket esbuild; do
   if [ ! -f "$npm_dir/node_modules/$package/package.json" ]; then

@@ -17,9 +17,7 @@ from foundation_p2p import Config
 from foundation_p2p.node import Node
 
 NPM_PACKAGES = ("yjs", "y-websocket", "ws")
-NPM_DIR = Path(
-    os.environ.get("FOUNDATION_P2P_NPM_DIR") or Path.home() / ".cache" / "foundation-p2p-npm"
-)
+NPM_DIR = Path(os.environ.get("FP2P_NPM_DIR") or Path.home() / ".cache" / "foundation-p2p-npm")
 CLIENT_SCRIPT = Path(__file__).with_name("yjs_client.cjs")
 MakeNodes = Callable[..., Awaitable[list[Node]]]
 

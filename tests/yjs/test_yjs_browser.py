@@ -35,7 +35,7 @@ def vendor(tmp_path_factory: pytest.TempPathFactory, npm_dir: Path) -> Path:
         done = subprocess.run(
             ["bash", str(EXAMPLE / "build.sh"), str(out)],
             capture_output=True, text=True, timeout=240, check=False,
-            env={**os.environ, "FOUNDATION_P2P_NPM_DIR": str(npm_dir)},
+            env={**os.environ, "FP2P_NPM_DIR": str(npm_dir)},
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         pytest.skip("examples/yjs_browser/build.sh took over 240 s")
