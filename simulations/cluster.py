@@ -295,6 +295,12 @@ class SimCluster:
         """Advance virtual time by `seconds`, processing every event due."""
         self._run_to(self.now + seconds)
 
+    def run_to(self, when: float) -> None:
+        """Advance virtual time to exactly `when` (if later), processing every event due by then."""
+        # Not run_for(when - now): the float sum can land a hair before `when` and leave an
+        # event scheduled at `when` unfired.
+        self._run_to(max(self.now, when))
+
     def run_until(
         self, predicate: Callable[[SimCluster], bool], timeout: float = 60.0, step: float = 0.1
     ) -> bool:

@@ -243,7 +243,7 @@ def settle(
     if schedule is not None and schedule not in applied:
         raise ValueError("this schedule was never applied to this cluster: call apply(sim) first")
     until = max(applied.values(), default=sim.now)
-    sim.run_for(max(0.0, until - sim.now))  # even 0: events due now must fire before the heal
+    sim.run_to(until)  # every event due by then fires before the heal, even one due right now
     sim.heal()
     sim.set_loss(0.0)
     for node in list(sim.nodes.values()):

@@ -210,6 +210,20 @@ def test_settle_runs_out_every_applied_schedule_first() -> None:
         settle(sim, FaultSchedule([FaultEvent.heal(1.0)]))
 
 
+def test_settle_fires_a_last_event_whose_time_is_an_inexact_float_sum() -> None:
+    """0.1 + 6.232 is 6.332 here, but time reached by steps may stop at 6.331999...: the
+    partition due then must still fire before the heal, not after it (found by the
+    partition_test example: the cluster stayed split for good)."""
+    sim = SimCluster(nodes=5, seed=1)
+    sim.run_until(lambda s: s.converged(), timeout=30.0)
+    schedule = FaultSchedule([FaultEvent.partition(6.232, ("n0",), ("n1", "n2", "n3", "n4"))])
+    end = schedule.apply(sim)
+    sim.run_for(1.0)
+    assert sim.now + (end - sim.now) < end  # the float trap this test is about
+    assert settle(sim, schedule, timeout=30.0)
+    assert sim.converged()
+
+
 def test_settle_reports_a_cluster_that_cannot_converge_in_time() -> None:
     """With no time to converge after a long partition, settle() says False."""
     sim = SimCluster(nodes=3, seed=5)
