@@ -35,7 +35,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -149,23 +150,31 @@ async def wait_async(check: Callable[[], bool], timeout: float = 20.0) -> None:
 # --- three of our node processes ------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def joined_node(cluster: str, index: int, ports: list[int]) -> AsyncIterator[Any]:
+    """Node `index` of a loopback cluster on `ports`, once it sees every node alive."""
+    from foundation_p2p import Node
+
+    seeds = [f"127.0.0.1:{p}" for i, p in enumerate(ports) if i != index]
+    async with Node(
+        cluster=cluster,
+        node_id=f"n{index}",
+        listen=f"127.0.0.1:{ports[index]}",
+        discovery="static",
+        seeds=seeds,
+    ) as node:
+        alive = len(ports)
+        await wait_async(lambda: sum(s == "alive" for s in node.members().values()) == alive)
+        yield node
+
+
 def ours_process(index: int, ports: list[int], plan: dict[str, Any], conn: Connection) -> None:
     """One node: joins the others, then writes (index 0) or records arrivals (others)."""
     asyncio.run(_ours(index, ports, plan, conn))
 
 
 async def _ours(index: int, ports: list[int], plan: dict[str, Any], conn: Connection) -> None:
-    from foundation_p2p import Node
-
-    seeds = [f"127.0.0.1:{p}" for i, p in enumerate(ports) if i != index]
-    async with Node(
-        cluster="bench-3",
-        node_id=f"n{index}",
-        listen=f"127.0.0.1:{ports[index]}",
-        discovery="static",
-        seeds=seeds,
-    ) as node:
-        await wait_async(lambda: sum(s == "alive" for s in node.members().values()) == 3)
+    async with joined_node("bench-3", index, ports) as node:
         state = node.shared_state("bench")
         len(state)  # the document exists before the go, as PySyncObj's ReplDict does
         arrivals: dict[str, float] = {}
@@ -448,17 +457,7 @@ def soak_process(index: int, ports: list[int], plan: dict[str, Any], conn: Conne
 
 
 async def _soak(index: int, ports: list[int], plan: dict[str, Any], conn: Connection) -> None:
-    from foundation_p2p import Node
-
-    seeds = [f"127.0.0.1:{p}" for i, p in enumerate(ports) if i != index]
-    async with Node(
-        cluster="bench-soak",
-        node_id=f"n{index}",
-        listen=f"127.0.0.1:{ports[index]}",
-        discovery="static",
-        seeds=seeds,
-    ) as node:
-        await wait_async(lambda: sum(s == "alive" for s in node.members().values()) == 3)
+    async with joined_node("bench-soak", index, ports) as node:
         state = node.shared_state("soak")
         conn.send("ready")
         conn.recv()

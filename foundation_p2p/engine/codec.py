@@ -80,15 +80,7 @@ def encode(message: Message) -> bytes:
     elif isinstance(message, Gossip):
         fields = [_rumours_out(message.rumours)]
     elif isinstance(message, AppMessage):
-        fields = [
-            message.kind,
-            message.channel,
-            message.payload,
-            message.target,
-            message.corr,
-            message.timeout_ms,
-            message.headers,
-        ]
+        fields = app_message_fields(message)
     else:
         fields = [message.origin, message.seq]
     return bytes(msgpack.packb([PROTOCOL_VERSION, code, *fields], use_bin_type=True))
@@ -231,6 +223,19 @@ def _push_ack(fields: list[Any]) -> PushAck:
 def _gossip(fields: list[Any]) -> Gossip:
     (rumours,) = _fields(fields, 1, "gossip")
     return Gossip(_rumours_in(rumours))
+
+
+def app_message_fields(message: AppMessage) -> list[Any]:
+    """An AppMessage as its wire fields (what parse_app_message reads back)."""
+    return [
+        message.kind,
+        message.channel,
+        message.payload,
+        message.target,
+        message.corr,
+        message.timeout_ms,
+        message.headers,
+    ]
 
 
 def _app_message(fields: list[Any]) -> AppMessage:

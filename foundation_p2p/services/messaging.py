@@ -30,7 +30,7 @@ from foundation_p2p.engine import (
     MemberLeft,
     RemoteProtocolError,
 )
-from foundation_p2p.engine.codec import parse_app_message
+from foundation_p2p.engine.codec import app_message_fields, parse_app_message
 from foundation_p2p.engine.messages import (
     APP_BATCH,
     APP_ERROR,
@@ -324,18 +324,7 @@ class Messaging:
 
     def _send_app(self, node: str, message: AppMessage) -> None:
         """Queue a message for `node`; what one loop turn queued leaves as one batch frame."""
-        self._queue(
-            node,
-            [
-                message.kind,
-                message.channel,
-                message.payload,
-                message.target,
-                message.corr,
-                message.timeout_ms,
-                message.headers,
-            ],
-        )
+        self._queue(node, app_message_fields(message))
 
     def _queue(self, node: str, fields: list[Any]) -> None:
         queue = self._outgoing.get(node)

@@ -749,16 +749,35 @@ def _root_kind(root: str) -> type[Any] | None:
 # --- the structures inside a state -------------------------------------------------------
 
 
-class SharedCounter:
-    """A counter inside a SharedState: each writer session adds to its own entry, and the
-    value is the sum, so concurrent increments all count."""
+class _Part:
+    """A named counter, text or list inside a SharedState, stored in its own root."""
 
     __slots__ = ("_root", "_state", "name")
+    PREFIX = ""
 
     def __init__(self, state: SharedState, name: str) -> None:
         self._state = state
         self.name = name
-        self._root = COUNTER_PREFIX + name
+        self._root = self.PREFIX + name
+
+    def _apply(self, change: Callable[[SharedState], None]) -> None:
+        state = self._state
+        txn = state._txn.get()
+        if txn is not None:
+            txn.operations.append(change)
+            return
+        state._host.call(lambda: state._write(lambda: change(state)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class SharedCounter(_Part):
+    """A counter inside a SharedState: each writer session adds to its own entry, and the
+    value is the sum, so concurrent increments all count."""
+
+    __slots__ = ()
+    PREFIX = COUNTER_PREFIX
 
     @property
     def value(self) -> int:
@@ -775,7 +794,6 @@ class SharedCounter:
             raise TypeError(f"counter amounts are int, got {type(amount).__name__}")
         if not INT64_MIN <= amount <= INT64_MAX:
             raise ValueError(f"amount {amount} is outside the int64 range")
-        state = self._state
 
         def add(s: SharedState) -> None:
             entries = s._root(self._root, Map)
@@ -786,15 +804,7 @@ class SharedCounter:
                 raise ValueError(f"counter {self.name!r} would leave the int64 range")
             entries[mine] = encode_value(total, INT64_MAX)
 
-        txn = state._txn.get()
-        if txn is not None:
-            txn.operations.append(add)
-            return
-
-        def apply() -> None:
-            add(state)  # raises before anything is written if the total would overflow
-
-        state._host.call(lambda: state._write(apply))
+        self._apply(add)  # add raises before anything is written if the total would overflow
 
     def decrement(self, amount: int = 1) -> None:
         """Subtract `amount`."""
@@ -807,19 +817,12 @@ class SharedCounter:
         # a Yjs client may write anything into the map: only int entries count
         return sum(v for v in map(decode_value, entries.values()) if type(v) is int)
 
-    def __repr__(self) -> str:
-        return f"SharedCounter({self.name!r})"
 
-
-class SharedText:
+class SharedText(_Part):
     """Collaborative text inside a SharedState; indexes count Python characters."""
 
-    __slots__ = ("_root", "_state", "name")
-
-    def __init__(self, state: SharedState, name: str) -> None:
-        self._state = state
-        self.name = name
-        self._root = TEXT_PREFIX + name
+    __slots__ = ()
+    PREFIX = TEXT_PREFIX
 
     def __str__(self) -> str:
         return str(self._state._host.call(lambda: str(self._state._root(self._root, Text))))
@@ -893,27 +896,12 @@ class SharedText:
 
         self._apply(change)
 
-    def _apply(self, change: Callable[[SharedState], None]) -> None:
-        state = self._state
-        txn = state._txn.get()
-        if txn is not None:
-            txn.operations.append(change)
-            return
-        state._host.call(lambda: state._write(lambda: change(state)))
 
-    def __repr__(self) -> str:
-        return f"SharedText({self.name!r})"
-
-
-class SharedList:
+class SharedList(_Part):
     """A replicated sequence inside a SharedState; items use the SharedState value codec."""
 
-    __slots__ = ("_root", "_state", "name")
-
-    def __init__(self, state: SharedState, name: str) -> None:
-        self._state = state
-        self.name = name
-        self._root = LIST_PREFIX + name
+    __slots__ = ()
+    PREFIX = LIST_PREFIX
 
     def to_list(self) -> list[Any]:
         """The items, as plain Python values."""
@@ -987,17 +975,6 @@ class SharedList:
                 del root[0 : len(root)]
 
         self._apply(change)
-
-    def _apply(self, change: Callable[[SharedState], None]) -> None:
-        state = self._state
-        txn = state._txn.get()
-        if txn is not None:
-            txn.operations.append(change)
-            return
-        state._host.call(lambda: state._write(lambda: change(state)))
-
-    def __repr__(self) -> str:
-        return f"SharedList({self.name!r})"
 
 
 def _check_index(index: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -14,18 +13,10 @@ from foundation_p2p.engine import Engine, decode
 from foundation_p2p.engine.messages import SyncDelta
 from foundation_p2p.node import Node
 from foundation_p2p.runtime.driver import Driver
+from tests.realnodes import eventually as _eventually
 
 Eventually = Callable[..., Awaitable[None]]
 MakeCluster = Callable[..., Awaitable[list[Node]]]
-
-
-async def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll `check` on the loop until it holds (bounded); fail with the timeout otherwise."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 def fast_config(**overrides: Any) -> Config:

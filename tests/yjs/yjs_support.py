@@ -7,14 +7,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from tests.realnodes import eventually as eventually_true
 
-async def eventually_true(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll `check` on the loop until it holds (bounded)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s")
-        await asyncio.sleep(0.02)
+__all__ = ["JsClient", "eventually_true"]
 
 
 class JsClient:
