@@ -65,9 +65,11 @@ EMPTY_DIGEST: dict[str, Any] = {
 _SEEN_PUSHES = 8192
 _TRACKED_PUSHES = 8192  # push batches whose acks are still mapped to the writes they carried
 BURST_GAP = 0.002
-"""Seconds: a local write this soon after the previous push is part of a burst ..."""
+"""Seconds: a local write this soon after the previous push, while a target of that push has
+not acknowledged it yet, is part of a burst ..."""
 BURST_HOLD = 0.003
-"""... and its push waits this long, so the receivers merge a few turns' writes at once."""
+"""... and its push waits this long, so the receivers merge a few turns' writes at once. (A
+writer that waits for its previous write to be seen is never held: its push is acknowledged.)"""
 
 
 def tag_of(replica: Any) -> str:
@@ -149,6 +151,9 @@ class Replication:
         self._push_writes: OrderedDict[int, list[tuple[str, int, int]]] = OrderedDict()
         self._flush_at: float | None = None
         self._last_flush = float("-inf")
+        # the latest push batch and the targets that have not acknowledged it yet
+        self._last_push_seq: int | None = None
+        self._unacked: set[str] = set()
         self._next_anti_entropy_at: float | None = None
         # a fresh range per session, small enough to travel as a 32-bit int
         self._push_seq = rng.getrandbits(31)
@@ -199,7 +204,7 @@ class Replication:
             pending.merge(delta)
         if self._flush_at is None:
             delay = self.config.push_delay
-            if now - self._last_flush < BURST_GAP:
+            if self._unacked and now - self._last_flush < BURST_GAP:
                 delay = max(delay, BURST_HOLD)
             self._flush_at = now + delay
         return self.write_seq
@@ -251,6 +256,7 @@ class Replication:
         size = self.membership.cluster_size()
         peers = self.membership.peers(("alive",))
         if not peers:
+            self._unacked = set()
             return
         small = len(peers) < self.config.fanout_all_below
         hops = 1 if small else self.config.push_hop_limit(size)
@@ -274,6 +280,7 @@ class Replication:
             for peer in targets:
                 self.outbox.send(peer, message)
             self.counters["push.batches"] += 1
+        self._last_push_seq, self._unacked = self._push_seq, set(targets)
 
     def _chunked(self, items: Iterable[tuple[str, Any]]) -> Iterator[list[ReplicaDelta]]:
         """ReplicaDeltas grouped into messages of at most the byte budget each."""
@@ -425,6 +432,8 @@ class Replication:
     def receive_push_ack(self, src: str, message: PushAck) -> None:
         """Report that `src` has our push batch."""
         if message.origin == self.node_id:
+            if message.seq == self._last_push_seq:
+                self._unacked.discard(src)
             self.outbox.emit(PushAcked(src, message.seq))
             carried = self._push_writes.get(message.seq)
             if carried is not None:

@@ -185,3 +185,24 @@ def test_a_write_right_after_a_push_waits_a_little_to_join_the_rest_of_its_burst
     later = start + 0.1  # after a pause, a lone write again
     write_at(later)
     assert len(pushes_at(later + delay)) == 2
+
+
+def test_a_write_right_after_an_acknowledged_push_is_not_held(trio):
+    a = trio["a"]
+    delay = trio.config.push_delay
+
+    def write_at(now):
+        trio.take("a", a.local_write("hits", a.replica("hits", PNCounter).increment(1), now))
+
+    def pushes_at(now):
+        outputs = a.tick(now)
+        trio.take("a", outputs)
+        return [o for o in outputs if isinstance(o, Send) and isinstance(o.message, SyncDelta)]
+
+    start = trio.now + 1.0
+    for i in range(3):  # a writer that waits until its previous write is seen: never a burst
+        at = start + i * BURST_GAP / 4
+        write_at(at)
+        assert len(pushes_at(at + delay)) == 2
+        trio.flush()  # both peers merge it and acknowledge
+    assert trio["b"].replication.replicas["hits"].value == 3
