@@ -11,15 +11,19 @@ Three things pycrdt 0.14 leaves to us, handled here:
   compare a canonical re-encoding;
 - the first varint of an update or state vector is a count that yrs allocates for before
   checking it, so absurd counts are refused before pycrdt sees the bytes;
-- a malformed update can leave a Doc in a state that panics on a later `get_update`, so every
-  remote update is first rehearsed on a shadow: a second Doc that mirrors the replica, built
-  on the first remote merge and kept up to date (local deltas are replayed into it lazily).
-  A panic there drops the shadow (it is rebuilt from the replica) and refuses the update, so
-  a merge costs two applies of the update, not a copy of the whole document.
+- a malformed update can make yrs panic (pyo3 PanicException, a BaseException) while it is
+  applied, or leave content whose encoding does not decode. A remote update is applied to the
+  replica directly, and the transaction's own encoding is decoded back (O(update)); on a
+  panic or a bad encoding the update is refused with DecodeError, and the replica is checked
+  against a checkpoint: the document's encoding taken at its first remote merge plus every
+  update applied since (re-encoded once those outgrow it). If the replica differs from the
+  checkpoint's replay, it is replaced by it (`generation` counts replacements, so holders of
+  the old Doc's roots re-bind). A node that only writes keeps no checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -40,9 +44,9 @@ EMPTY_UPDATE = b"\x00\x00"
 """A valid Yjs update that changes nothing (no structs, empty delete set)."""
 
 REMOTE_ORIGIN = "remote"
-SHADOW_LAG_LIMIT = 1024
-"""Local deltas the shadow may lag behind by; past that it is dropped (rebuilt when needed),
-so a node that only writes holds one copy of its document."""
+CHECKPOINT_FLOOR = 64 * 1024
+"""Bytes of updates logged since the checkpoint before it is re-encoded, at least (past that,
+when they outgrow the checkpoint itself): the log stays within the document's encoded size."""
 R = TypeVar("R")
 _ROOT_TYPES = (Map, Array, Text)
 
@@ -78,13 +82,11 @@ def _pycrdt(call: Callable[[], R], what: str) -> R:
         raise DecodeError(f"ydoc {what}: {exc}") from None
 
 
-def _rehearse(base: bytes, update: bytes) -> None:
-    """Apply an update to a scratch copy of the document first: a malformed update can leave a
-    Doc in a state that panics later (yrs 0.28), so it must fail here, not in the replica.
-    This costs a copy of the document per merge; see docs/architecture.md."""
+def _rehearse(update: bytes) -> None:
+    """Decode an update and apply it to an empty scratch Doc (O(update)): what an update that
+    waits for its dependencies, or one that would create a document, must pass first."""
     update_state(update)
     scratch: Doc[Any] = Doc()
-    scratch.apply_update(base)
     scratch.apply_update(update)
     scratch.get_update()
     scratch.get_state()
@@ -94,7 +96,19 @@ def validate_update(update: bytes) -> None:
     """Check peer bytes before building a document for them (a YDoc, once made, is never freed
     by pycrdt 0.14: its observer ties the Doc to itself outside Python's collector)."""
     _check_count(update, "update")
-    _pycrdt(lambda: _rehearse(EMPTY_UPDATE, update), "update")
+    _pycrdt(lambda: _rehearse(update), "update")
+
+
+def _shape(doc: Doc[Any]) -> object:
+    """What determines a document's content: its state vector and its normalized delete set
+    (or, for a delete set laid out otherwise, a canonical re-encoding)."""
+    vector = sorted(_decode_state(bytes(doc.get_state())).items())
+    deleted = _delete_set(bytes(doc.get_update(doc.get_state())))
+    if deleted is None:
+        fresh: Doc[Any] = Doc()
+        fresh.apply_update(doc.get_update())
+        return bytes(fresh.get_update())
+    return vector, deleted
 
 
 def _merged_or_none(update: bytes, extra: list[bytes]) -> bytes | None:
@@ -202,17 +216,20 @@ class YDoc:
 
     __slots__ = (
         "__weakref__",
+        "_applied",
         "_captured",
+        "_checkpoint",
         "_committed",
         "_doc",
+        "_logged",
+        "_logged_bytes",
         "_open",
         "_pending",
         "_remote",
-        "_shadow",
-        "_shadow_lag",
         "_subscription",
         "_unsent",
         "committing_local",
+        "generation",
         "replica",
     )
 
@@ -222,18 +239,28 @@ class YDoc:
         self._captured: list[bytes] = []
         self._pending: list[bytes] = []  # updates waiting for their dependencies
         self._unsent: list[bytes] = []  # local changes of a transaction that raised
-        self._shadow: Doc[Any] | None = None  # the rehearsal mirror; None until a remote merge
-        self._shadow_lag: list[bytes] = []  # local deltas not yet replayed into the shadow
+        self._checkpoint: bytes | None = None  # encoded document; None until a remote merge
+        self._logged: list[bytes] = []  # every update applied since the checkpoint, in order
+        self._logged_bytes = 0
+        self._applied: bytes | None = None  # the encoding of the remote transaction just made
         self._open: Any = None  # an open local batch (a pycrdt transaction), see open_local()
         self._committed: list[bytes] = []  # local batches closed but not yet taken
         self._remote = False  # True while a remote update is applied to the replica
         self.committing_local = False
         """True while a local batch commits (observers of the roots may tell it apart)."""
+        self.generation = 0
+        """How many times the pycrdt Doc was replaced (rebuilt from the checkpoint after a
+        refused update had changed it): a holder of its roots re-binds when this changes."""
         self._subscription = self._doc.observe(self._on_transaction)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
-        if not self._remote:  # a remote update is not ours to ship: skip encoding it again
-            self._captured.append(bytes(event.update))
+        if self._remote:  # not ours to ship; kept to be checked, then logged
+            self._applied = bytes(event.update)
+            return
+        update = bytes(event.update)
+        self._captured.append(update)
+        if self._checkpoint is not None:
+            self._log(update)
 
     @property
     def doc(self) -> Doc[Any]:
@@ -289,7 +316,6 @@ class YDoc:
             result.delta = EMPTY_UPDATE
             return
         result.delta = updates[0] if len(updates) == 1 else bytes(merge_updates(*updates))
-        self._lag(result.delta)
 
     def open_local(self, origin: str = "local") -> None:
         """Start (or continue) a local batch: edits to the roots join one pycrdt transaction
@@ -330,24 +356,17 @@ class YDoc:
         finally:
             self.committing_local = False
         updates, self._captured = self._captured, []
-        for update in updates:
-            self._lag(update)
-            self._committed.append(update)
+        self._committed.extend(updates)
 
     def _keep_unsent(self) -> None:
         self._unsent.extend(self._captured)
-        for update in self._captured:
-            self._lag(update)
         self._captured.clear()
 
-    def _lag(self, update: bytes) -> None:
-        """Remember a local change for the shadow (or drop a shadow that lags too far)."""
-        if self._shadow is None:
-            return
-        if len(self._shadow_lag) >= SHADOW_LAG_LIMIT:
-            self._shadow, self._shadow_lag = None, []
-        else:
-            self._shadow_lag.append(update)
+    def _log(self, update: bytes) -> None:
+        """Remember an applied update for recovery (the checkpoint is re-encoded, dropping the
+        log, at the next remote merge once the log outgrows it)."""
+        self._logged.append(update)
+        self._logged_bytes += len(update)
 
     def merge(self, other: YDoc | bytes | bytearray) -> None:
         """Apply a Yjs update (bytes) or a whole other YDoc; DecodeError on a bad update."""
@@ -365,9 +384,9 @@ class YDoc:
                 self._settle(update)
                 self._drain_pending()
             else:
-                # held until its dependencies arrive; refuse it now if it is malformed
-                base = bytes(self._doc.get_update())
-                _pycrdt(lambda: _rehearse(base, update), "update")
+                # held until its dependencies arrive (applied then, checked like any other);
+                # refuse it now if it does not even apply alone
+                _pycrdt(lambda: _rehearse(update), "update")
                 self._pending.append(update)
         finally:
             self._captured.clear()
@@ -404,38 +423,67 @@ class YDoc:
                     self._pending.remove(update)
                     try:
                         progress = self._settle(update) or progress
-                    except DecodeError:  # refused by the shadow: it can never integrate
+                    except DecodeError:  # refused: it can never integrate
                         progress = True
 
     def _apply(self, update: bytes) -> None:
-        """Apply a remote update: first to the shadow (DecodeError there leaves us untouched)."""
-        self._rehearse_on_shadow(update)
-        self._remote = True
+        """Apply a remote update to the replica; DecodeError (and the replica as it was) if yrs
+        panics on it or what it integrated does not encode to bytes yrs can read back."""
+        self._take_checkpoint()
+        self._remote, self._applied = True, None
         try:
             with self._doc.transaction(origin=REMOTE_ORIGIN):
                 self._doc.apply_update(update)
-        finally:
-            self._remote = False
-
-    def _rehearse_on_shadow(self, update: bytes) -> None:
-        try:
-            shadow = self._shadow
-            if shadow is None:
-                shadow = Doc()
-                shadow.apply_update(self._doc.get_update())
-                self._shadow, self._shadow_lag = shadow, []
-            for local in self._shadow_lag:
-                shadow.apply_update(local)
-            self._shadow_lag.clear()
-            before = shadow.get_state()
-            shadow.apply_update(update)
-            shadow.get_update(before)
-            shadow.get_state()
+            applied = self._take_applied()
+            if applied is not None:
+                update_state(applied)
         except BaseException as exc:
-            self._shadow, self._shadow_lag = None, []
+            self._remote = False
+            self._recover()
             if _is_interrupt(exc):
                 raise
             raise DecodeError(f"ydoc update: {exc}") from None
+        finally:
+            self._remote, self._applied = False, None
+        if applied is not None:
+            self._log(applied)
+
+    def _take_applied(self) -> bytes | None:
+        """The encoding of the remote transaction just committed (None: it changed nothing)."""
+        return self._applied
+
+    def _take_checkpoint(self) -> None:
+        """Encode the document afresh if there is no checkpoint or the log outgrew it."""
+        checkpoint = self._checkpoint
+        if checkpoint is not None and self._logged_bytes <= max(len(checkpoint), CHECKPOINT_FLOOR):
+            return
+        self._checkpoint = bytes(self._doc.get_update())
+        self._logged, self._logged_bytes = [], 0
+
+    def _recover(self) -> None:
+        """After a refused update: keep the replica if it still equals the checkpoint and the
+        log replayed, else replace its Doc by that replay."""
+        assert self._checkpoint is not None
+        rebuilt: Doc[Any] = Doc(client_id=self._doc.client_id)
+        for update in [self._checkpoint, *self._logged]:
+            rebuilt.apply_update(update)
+        try:
+            intact = _shape(self._doc) == _shape(rebuilt) and bool(self._doc.get_update())
+        except BaseException as exc:
+            if _is_interrupt(exc):
+                raise
+            intact = False
+        if intact:
+            return
+        with contextlib.suppress(Exception):
+            self._doc.unobserve(self._subscription)
+        roots = {name: type(root) for name, root in self._doc._roots.items() if root is not None}
+        self._doc = rebuilt
+        for name, kind in roots.items():  # declared again, so value and roots are unchanged
+            rebuilt.get(name, type=kind)
+        self._subscription = rebuilt.observe(self._on_transaction)
+        self._checkpoint, self._logged, self._logged_bytes = None, [], 0
+        self.generation += 1
 
     def full_update(self) -> bytes:
         """The whole document as one update, updates still waiting for dependencies included."""

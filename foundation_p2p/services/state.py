@@ -221,6 +221,7 @@ class SharedState(metaclass=_ResolvingType):
     _host: StateHost
     _engine: Engine | None
     _ydoc: YDoc | None
+    _generation: int  # the YDoc's generation _data and the watchers belong to
     _data: Map[Any] | None
     _unsubscribe: Callable[[], None] | None
     _observers: list[Callable[[Change], object]]
@@ -242,6 +243,7 @@ class SharedState(metaclass=_ResolvingType):
         self._host = host
         self._engine = None
         self._ydoc = None
+        self._generation = 0
         self._data = None
         self._unsubscribe = None
         self._observers = []
@@ -316,8 +318,14 @@ class SharedState(metaclass=_ResolvingType):
         if txn is not None:
             txn.overlay[key] = blob
             return
-        if self._batch_open and self._host.on_owner():  # the hot path: a burst of sets
-            self._ydoc.set_local(self._data, key, blob)  # type: ignore[union-attr,arg-type]
+        ydoc = self._ydoc
+        if (  # the hot path: a burst of sets
+            self._batch_open
+            and ydoc is not None
+            and ydoc.generation == self._generation
+            and self._host.on_owner()
+        ):
+            ydoc.set_local(self._data, key, blob)  # type: ignore[arg-type]
             if self._observers:
                 self._report_set(key)
             return
@@ -496,19 +504,29 @@ class SharedState(metaclass=_ResolvingType):
     def _bind(self) -> YDoc:
         """The YDoc of the running engine (re-bound when the node restarted)."""
         engine = self._host.engine()
-        if engine is not self._engine or self._ydoc is None:
+        ydoc = self._ydoc
+        if ydoc is not None and engine is self._engine and ydoc.generation != self._generation:
+            # the YDoc rebuilt its pycrdt Doc after a refused update: same replica, new roots
+            self._unwatch_roots()
+            self._data = ydoc.get(DATA_ROOT, Map)
+            self._generation = ydoc.generation
+            if self._observers:
+                self._watch_roots()
+        if engine is not self._engine or ydoc is None:
             self._batch_open = False  # a batch of the previous engine's document goes with it
             self._unwatch_roots()
             if self._unsubscribe is not None:
                 self._unsubscribe()
             self._ydoc = engine.replica(self.replica_name, YDoc)
             self._data = self._ydoc.get(DATA_ROOT, Map)
+            self._generation = self._ydoc.generation
             self._engine = engine
             self._acked.clear()
             self._first_write = self._last_write = 0
             self._unsubscribe = self._host.subscribe(self._on_event)
             if self._observers:
                 self._watch_roots()
+        assert self._ydoc is not None
         return self._ydoc
 
     def _bound_ydoc(self) -> YDoc:

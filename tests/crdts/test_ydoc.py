@@ -17,6 +17,7 @@ from crdt_strategies import canonical_update, declare_roots, same
 from pycrdt import Array, Map, Text
 
 from crdts import EMPTY_UPDATE, DecodeError, YDoc
+from crdts.ydoc import CHECKPOINT_FLOOR
 
 
 def set_key(doc: YDoc, key: str, value: object) -> bytes:
@@ -260,17 +261,101 @@ def test_set_local_joins_the_batch_and_reopens_it_after_a_merge() -> None:
     assert peer.get("m", Map).to_py() == {"x": b"one", "nested": {"list": [1.0, "two"]}, "y": "two"}
 
 
-def test_remote_merges_rehearse_on_a_shadow_that_follows_local_writes() -> None:
-    """A remote update is refused if it would break the document, and the shadow it is tried
-    on tracks local writes, so a good update that builds on them is still taken."""
+def test_remote_merges_are_checked_against_a_checkpoint_that_follows_local_writes() -> None:
+    """A remote update is refused if it would break the document, and the checkpoint the
+    replica is rebuilt from follows local writes, so a good update building on them is taken."""
     doc, peer = YDoc("a", client_id=1), YDoc("b", client_id=2)
     peer.merge(set_key(doc, "x", 1))
-    doc.merge(set_key(peer, "y", 2))  # the shadow exists from here on
+    doc.merge(set_key(peer, "y", 2))  # the checkpoint exists from here on
     for i in range(3):
-        peer.merge(set_key(doc, f"local{i}", i))  # replayed into the shadow lazily
+        peer.merge(set_key(doc, f"local{i}", i))  # logged for a rebuild
     doc.merge(set_key(peer, "local0", "overwritten by b"))
     assert doc.get("m", Map)["local0"] == "overwritten by b"
     assert same(YDoc.from_wire(doc.to_wire()), doc)
+
+
+def test_a_node_that_only_writes_keeps_no_checkpoint() -> None:
+    doc = YDoc("a")
+    for i in range(100):
+        set_key(doc, f"k{i}", i)
+    assert doc._checkpoint is None and doc._logged == []
+
+
+def test_the_recovery_log_stays_within_the_document_size() -> None:
+    """The checkpoint is re-encoded once the updates logged since outgrow it: what a node holds
+    for recovery is bounded by about twice the encoded document, however long it runs."""
+    doc, peer = YDoc("a", client_id=1), YDoc("b", client_id=2)
+    largest = 0
+    for i in range(3000):
+        update = set_key(peer, f"k{i % 50}", "v" * 40 + str(i))
+        largest = max(largest, len(update))
+        doc.merge(update)
+        set_key(doc, f"mine{i % 50}", i)
+        assert doc._checkpoint is not None
+        bound = max(len(doc._checkpoint), CHECKPOINT_FLOOR) + 2 * largest
+        assert doc._logged_bytes <= bound
+    assert doc._logged_bytes > 0  # the log is in use, not emptied on every merge
+    assert same(YDoc.from_wire(doc.to_wire()), doc)
+
+
+class FakePanic(BaseException):
+    """Stands in for pyo3's PanicException (a BaseException too)."""
+
+
+def test_a_panic_after_a_partial_apply_rebuilds_the_replica_from_the_checkpoint() -> None:
+    """yrs may integrate part of an update before it panics: the replica is then rebuilt from
+    the checkpoint and the log, keeping every local write and every accepted remote update."""
+    doc, peer, rogue = YDoc("a", client_id=1), YDoc("b", client_id=2), YDoc("r", client_id=3)
+    doc.merge(set_key(peer, "remote", 1))
+    set_key(doc, "local", 2)
+    doc.merge(set_key(peer, "remote2", 3))
+    doc.transact(lambda _: doc.get("t", Text).insert(0, "kept"))
+    before = canonical_update(doc)
+    partial = set_key(rogue, "half-applied", 4)
+    real_apply = doc.doc.apply_update
+
+    def apply_then_panic(update: bytes) -> None:
+        real_apply(partial)
+        raise FakePanic("called `Option::unwrap()` on a `None` value")
+
+    doc.doc.apply_update = apply_then_panic  # type: ignore[method-assign]
+    with pytest.raises(DecodeError):
+        doc.merge(set_key(peer, "never", 5))
+    assert doc.generation == 1
+    assert canonical_update(doc) == before
+    assert doc.value == {"m": {"remote": 1.0, "local": 2.0, "remote2": 3.0}, "t": "kept"}
+    set_key(doc, "after", 6)  # the rebuilt Doc takes local writes under the same client id
+    doc.merge(peer.delta_since(doc.digest()))  # and remote ones: anti-entropy resends "never"
+    other = YDoc("c")
+    other.merge(doc.delta_since(other.digest()))
+    expected = {"remote": 1.0, "local": 2.0, "remote2": 3.0, "after": 6.0, "never": 5.0}
+    assert other.get("m", Map).to_py() == expected
+
+
+# Found by fuzzing corrupted updates: BAD applies to a Doc holding BAD_BASE without a panic,
+# but what it integrates encodes to bytes yrs cannot decode (a peer would refuse this node's
+# whole document). The transaction's encoding is checked, and the replica rebuilt.
+BAD_BASE = bytes.fromhex(
+    "0302030008010161017c40c00000880100017c4000000002020008010161017c00000000880301017c0000"
+    "0000010100880300017c4040000000"
+)
+BAD = bytes.fromhex(
+    "0302030008010161017c40c00000880100017c4000000002020008010161017c00000000880301017c0000"
+    "0000020100880300017c400000880201017c0000000000"
+)
+
+
+def test_an_update_whose_content_does_not_encode_is_refused_and_undone() -> None:
+    doc = YDoc("a")
+    doc.merge(BAD_BASE)
+    before = canonical_update(doc)
+    with pytest.raises(DecodeError):
+        doc.merge(BAD)
+    assert doc.generation == 1  # it had changed the Doc: rebuilt
+    assert canonical_update(doc) == before
+    assert same(YDoc.from_wire(doc.to_wire()), doc)  # its encoding reads back
+    doc.merge(set_key(YDoc("b"), "after", 1))
+    assert doc.get("m", Map)["after"] == 1
 
 
 # Found by fuzzing corrupted updates: this update applies cleanly to an empty Doc, but merged
@@ -290,5 +375,6 @@ def test_an_update_that_would_poison_the_document_is_refused_and_the_document_se
         doc.merge(POISON)
     assert canonical_update(doc) == before
     assert same(YDoc.from_wire(doc.to_wire()), doc)
-    doc.merge(set_key(YDoc("b"), "after", 1))  # the shadow was rebuilt: merges go on
+    assert doc.generation == 0  # yrs panicked before changing anything: the Doc is kept
+    doc.merge(set_key(YDoc("b"), "after", 1))  # merges go on
     assert doc.get("m", Map)["after"] == 1

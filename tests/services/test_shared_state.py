@@ -492,3 +492,49 @@ def test_a_state_behaves_like_a_dict_here_and_on_a_peer(operations: list) -> Non
         assert same_value(s.to_dict(), model)
     sim.complete(s.synced(timeout=2.0))
     assert same_value(peer.to_dict(), model)
+
+
+# A peer update that makes yrs panic inside a document holding POISON_BASE (test_ydoc.py).
+POISON_BASE = bytes.fromhex(
+    "020115000801016c017c3f8000000303002801016d026b32017c3f8000000801016c027c3f800000"
+    "7c3f8000002801016d026b300177017300"
+)
+POISON = bytes.fromhex("010115018815400001863f80000000")
+# An update that applies without a panic but leaves content that does not encode (test_ydoc.py).
+BAD_BASE = bytes.fromhex(
+    "0302030008010161017c40c00000880100017c4000000002020008010161017c00000000880301017c0000"
+    "0000010100880300017c4040000000"
+)
+BAD = bytes.fromhex(
+    "0302030008010161017c40c00000880100017c4000000002020008010161017c00000000880301017c0000"
+    "0000020100880300017c400000880201017c0000000000"
+)
+
+
+@pytest.mark.parametrize(("base", "update"), [(POISON_BASE, POISON), (BAD_BASE, BAD)])
+def test_a_peer_update_that_breaks_yrs_is_refused_and_the_state_serves_on(
+    base: bytes, update: bytes
+) -> None:
+    from foundation_p2p.engine.messages import ReplicaDelta, SyncDelta
+
+    sim = cluster(2)
+    s0, s1 = sim.node("n0").shared_state("s"), sim.node("n1").shared_state("s")
+    seen: list[Change] = []
+    s0.observe(seen.append)
+    s0["before"] = 1
+    s0.apply_client_update(base)  # a Yjs client's content the bad update builds on
+    sim.run_for(1.0)
+    ydoc = sim.node("n0").engine.replication.replicas["state/s"]
+    held = ydoc.full_update()
+    engine = sim.node("n0").engine
+    refused = engine.counters["refused.bad_delta"]
+    message = SyncDelta(int(sim.now * 1000), (ReplicaDelta("state/s", "ydoc", update),))
+    engine.receive(sim.now, "n1", message)
+    assert engine.counters["refused.bad_delta"] == refused + 1
+    assert YDoc.from_wire(["ydoc", 1, "x", held, []]) == ydoc  # equal to before
+    assert ydoc.generation == (1 if update is BAD else 0)  # BAD had changed it: rebuilt
+    seen.clear()
+    s0["after"] = 2  # writes go on (re-bound to a rebuilt document if it was replaced)
+    assert [c.keys for c in seen] == [frozenset({"after"})]
+    sim.run_for(1.0)
+    assert s1.to_dict() == s0.to_dict() == {"before": 1, "after": 2}

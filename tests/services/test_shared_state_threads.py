@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pycrdt import Map
 
 import foundation_p2p
 from foundation_p2p import Config, ConsistencyTimeout, SharedState
@@ -192,3 +193,38 @@ async def test_durable_writes_are_there_after_a_restart(tmp_path: Path) -> None:
         s = node.shared_state("s")
         assert s["durable"] == b"yes" and s["k49"] == 49 and len(s) == 52
         assert s.counter("c").value == 3
+
+
+# An update that applies without a panic but leaves content that does not encode: the YDoc
+# refuses it and rebuilds its Doc (tests/crdts/test_ydoc.py).
+BAD_BASE = bytes.fromhex(
+    "0302030008010161017c40c00000880100017c4000000002020008010161017c00000000880301017c0000"
+    "0000010100880300017c4040000000"
+)
+BAD = bytes.fromhex(
+    "0302030008010161017c40c00000880100017c4000000002020008010161017c00000000880301017c0000"
+    "0000020100880300017c400000880201017c0000000000"
+)
+
+
+async def test_a_batch_of_sets_survives_its_document_being_rebuilt() -> None:
+    from crdts import DecodeError, YDoc
+
+    async with Node(cluster="solo", listen="127.0.0.1:0", discovery=None) as node:
+        s = node.shared_state("s")
+        s.apply_client_update(BAD_BASE)
+        ydoc = node._require_engine().replication.replicas["state/s"]
+        s["first"] = 1  # opens this turn's batch
+        with pytest.raises(DecodeError):
+            ydoc.merge(BAD)  # as a peer's delta: closes the batch, replaces the pycrdt Doc
+        assert ydoc.generation == 1
+        s["second"] = 2  # the batch's fast path notices the new Doc and re-binds
+        s["third"] = 3
+        await s.synced(timeout=1.0)
+        assert s.to_dict() == {"first": 1, "second": 2, "third": 3}
+        copy = YDoc.from_wire(ydoc.to_wire())
+        assert copy == ydoc and copy.get("data", Map).to_py() == {
+            "first": 1.0,
+            "second": 2.0,
+            "third": 3.0,
+        }
