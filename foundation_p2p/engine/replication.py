@@ -65,11 +65,13 @@ EMPTY_DIGEST: dict[str, Any] = {
 _SEEN_PUSHES = 8192
 _TRACKED_PUSHES = 8192  # push batches whose acks are still mapped to the writes they carried
 BURST_GAP = 0.002
-"""Seconds: a local write this soon after the previous push, while a target of that push has
-not acknowledged it yet, is part of a burst ..."""
+"""Seconds: a local write this soon after the previous push, while that push and the one
+before it are both unacknowledged by some target, is part of a burst ..."""
 BURST_HOLD = 0.003
 """... and its push waits this long, so the receivers merge a few turns' writes at once. (A
-writer that waits for its previous write to be seen is never held: its push is acknowledged.)"""
+writer that waits for each write to be seen has at most one push in flight: never held, even
+when the peer's acknowledgement is still on its way.)"""
+_IN_FLIGHT = 2  # unacknowledged pushes that make a write part of a burst
 
 
 def tag_of(replica: Any) -> str:
@@ -100,6 +102,8 @@ def is_empty(tag: str, delta: Any) -> bool:
     """Whether a delta carries nothing."""
     if tag == YDoc.TAG:
         return bool(delta == EMPTY_UPDATE)
+    if tag == MemberTable.TAG:
+        return not len(delta)
     return bool(delta.digest() == EMPTY_DIGEST[tag])
 
 
@@ -151,10 +155,10 @@ class Replication:
         self._push_writes: OrderedDict[int, list[tuple[str, int, int]]] = OrderedDict()
         self._flush_at: float | None = None
         self._last_flush = float("-inf")
-        # the latest push batch and the targets that have not acknowledged it yet
-        self._last_push_seq: int | None = None
-        self._unacked: set[str] = set()
+        # the latest push batches -> their targets that have not acknowledged them yet
+        self._in_flight: OrderedDict[int, set[str]] = OrderedDict()
         self._next_anti_entropy_at: float | None = None
+        self._rounds = 0  # periodic anti-entropy rounds started
         # a fresh range per session, small enough to travel as a 32-bit int
         self._push_seq = rng.getrandbits(31)
         self._seen_pushes: OrderedDict[tuple[str, int], None] = OrderedDict()
@@ -204,12 +208,17 @@ class Replication:
             pending.merge(delta)
         if self._flush_at is None:
             delay = self.config.push_delay
-            if self._unacked and now - self._last_flush < BURST_GAP:
+            if len(self._in_flight) >= _IN_FLIGHT and now - self._last_flush < BURST_GAP:
                 delay = max(delay, BURST_HOLD)
             self._flush_at = now + delay
         return self.write_seq
 
     # --- timers -------------------------------------------------------------------------
+
+    @property
+    def push_at(self) -> float | None:
+        """When the pending local deltas are due to be pushed (None: nothing pending)."""
+        return self._flush_at
 
     def next_deadline(self) -> float | None:
         """The earliest time tick() has work to do."""
@@ -228,18 +237,24 @@ class Replication:
             self._next_anti_entropy_at = now + self.config.anti_entropy_interval
             peers = self.membership.peers(("alive",))
             if peers:
-                self.start_sync(now, self.rng.choice(peers))
+                self._rounds += 1
+                every = self.config.members_sync_every(self.membership.cluster_size())
+                self.start_sync(now, self.rng.choice(peers), self._rounds % every == 0)
         due, self.membership.retry_due = self.membership.retry_due, []
         for node in due:
             self.start_sync(now, node)
 
-    def start_sync(self, now: float, peer: str) -> None:
-        """Begin a push-pull exchange with `peer` by sending our digest hashes."""
+    def start_sync(self, now: float, peer: str, members: bool = True) -> None:
+        """Begin a push-pull exchange with `peer` by sending our digest hashes (the member
+        table's too, if `members`)."""
         self.counters["anti_entropy.rounds"] += 1
         self.outbox.send(
             peer,
             SyncDigest(
-                self._now_ms(now), self._summary_digests(), True, self.membership.take_rumours()
+                self._now_ms(now),
+                self._summary_digests(members),
+                True,
+                self.membership.take_rumours(),
             ),
         )
 
@@ -256,7 +271,7 @@ class Replication:
         size = self.membership.cluster_size()
         peers = self.membership.peers(("alive",))
         if not peers:
-            self._unacked = set()
+            self._in_flight.clear()
             return
         small = len(peers) < self.config.fanout_all_below
         hops = 1 if small else self.config.push_hop_limit(size)
@@ -280,7 +295,9 @@ class Replication:
             for peer in targets:
                 self.outbox.send(peer, message)
             self.counters["push.batches"] += 1
-        self._last_push_seq, self._unacked = self._push_seq, set(targets)
+            self._in_flight[self._push_seq] = set(targets)
+            if len(self._in_flight) > _IN_FLIGHT:
+                self._in_flight.popitem(last=False)
 
     def _chunked(self, items: Iterable[tuple[str, Any]]) -> Iterator[list[ReplicaDelta]]:
         """ReplicaDeltas grouped into messages of at most the byte budget each."""
@@ -322,10 +339,11 @@ class Replication:
             summary = self._summaries[name] = replica.fingerprint()
         return summary
 
-    def _summary_digests(self) -> tuple[ReplicaDigest, ...]:
+    def _summary_digests(self, members: bool = True) -> tuple[ReplicaDigest, ...]:
         return tuple(
             ReplicaDigest(name, tag + SUMMARY_TAG_SUFFIX, self._summary(name, tag, replica))
             for name, tag, replica in self._all()
+            if members or name != MEMBERS
         )
 
     # --- messages -----------------------------------------------------------------------
@@ -376,6 +394,8 @@ class Replication:
         differing = []
         for name, tag, replica in self._all():
             summary = theirs.pop(name, None)
+            if summary is None and name == MEMBERS:
+                continue  # a round without the member table (see members_sync_every)
             if summary is None or summary.digest != self._summary(name, tag, replica):
                 differing.append(ReplicaDigest(name, tag, replica.digest()))
             elif name == MEMBERS:
@@ -406,15 +426,13 @@ class Replication:
     def receive_delta(self, now: float, src: str, message: SyncDelta) -> None:
         """Merge deltas; acknowledge and relay a push we have not seen before."""
         self._check_clock(now, src, message.sent_ms)
+        origin = message.origin or src
         if message.is_push:
-            origin = message.origin or src
             key = (origin, message.seq)
             if key in self._seen_pushes:
                 self.counters["push.duplicates"] += 1
                 return
             self._remember_push(key)
-            if origin != self.node_id:
-                self.outbox.send(origin, PushAck(origin, message.seq))
             if message.hops > 1:
                 exclude = {src, origin}
                 peers = [p for p in self.membership.peers(("alive",)) if p not in exclude]
@@ -428,12 +446,18 @@ class Replication:
                 self._merge(now, src, item)
             except RemoteProtocolError as exc:
                 self.on_refused(src, exc)
+        # acknowledged once merged: the merge's ReplicaChanged (the observers) comes first
+        if message.is_push and origin != self.node_id:
+            self.outbox.send(origin, PushAck(origin, message.seq))
 
     def receive_push_ack(self, src: str, message: PushAck) -> None:
         """Report that `src` has our push batch."""
         if message.origin == self.node_id:
-            if message.seq == self._last_push_seq:
-                self._unacked.discard(src)
+            waiting = self._in_flight.get(message.seq)
+            if waiting is not None:
+                waiting.discard(src)
+                if not waiting:
+                    del self._in_flight[message.seq]
             self.outbox.emit(PushAcked(src, message.seq))
             carried = self._push_writes.get(message.seq)
             if carried is not None:

@@ -59,6 +59,7 @@ class Driver:
         self._listeners: list[Callable[[Event], None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._push_soon = False  # a push_due is queued on the loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self.observer = Observer(engine, clock)
         self._closed = False
@@ -128,17 +129,29 @@ class Driver:
         """Replicate a delta already applied to a local replica."""
         if self.journal is not None:
             self.journal(replica, delta)
-        self._handle(self.engine.local_write(replica, delta, self.clock()))
+        now = self.clock()
+        outputs = self.engine.local_write(replica, delta, now)
+        due = self.engine.replication.push_at
+        if due is None or due > now or self._loop is None or self._closed:
+            self._handle(outputs)
+            return
+        # due now: pushed after this turn's other callbacks, or at once by push_due, with no
+        # timer set and cancelled for it
+        self._handle(outputs, arm=False)
+        if not self._push_soon:
+            self._push_soon = True
+            self._loop.call_soon(self.push_due)
 
     def push_due(self) -> None:
         """Run the engine's timers at once if one is due and write the frames they make without
         waiting for the loop turn to end (called once a turn's local writes are handed over,
         so a lone write reaches its peers one or two loop turns sooner)."""
+        self._push_soon = False
         if self._closed:
             return
         now = self.clock()
-        deadline = self.engine.next_deadline()
-        if deadline is None or deadline > now:
+        due = self.engine.replication.push_at  # the one timer a write sets
+        if due is None or due > now:
             return
         outputs = self.engine.tick(now)
         self._handle(outputs)
@@ -169,7 +182,7 @@ class Driver:
 
     # --- outputs ------------------------------------------------------------------------------
 
-    def _handle(self, outputs: list[Output]) -> None:
+    def _handle(self, outputs: list[Output], arm: bool = True) -> None:
         membership = self.engine.membership
         for output in outputs:
             if isinstance(output, Send):
@@ -179,7 +192,8 @@ class Driver:
                     self.engine.counters["send.dropped"] += 1
             else:
                 self._emit(output)
-        self._arm()
+        if arm:
+            self._arm()
 
     def _emit(self, event: Event, logged: bool = False) -> None:
         self.observer.event(event)
@@ -201,9 +215,13 @@ class Driver:
         if self._closed or self._loop is None:
             return
         deadline = self.engine.next_deadline()
-        if deadline is None or deadline == self._timer_at:
+        if deadline is None:
             return
         if self._timer is not None:
+            # a timer due no later stays: firing early only ticks an engine with nothing due
+            # (and re-arms), which spares the push path a cancel and a call_later per write
+            if self._timer_at is not None and self._timer_at <= deadline:
+                return
             self._timer.cancel()
         self._timer_at = deadline
         self._timer = self._loop.call_later(max(0.0, deadline - self.clock()), self._fire)

@@ -177,10 +177,13 @@ def test_a_write_right_after_a_push_waits_a_little_to_join_the_rest_of_its_burst
     start = trio.now + 1.0
     write_at(start)  # a lone write: pushed as soon as it is due
     assert len(pushes_at(start + delay)) == 2
-    write_at(start + delay)  # right after that push: a burst
-    assert pushes_at(start + delay + BURST_GAP / 4) == []
-    write_at(start + delay + BURST_GAP / 2)  # joins the held push
-    held = pushes_at(start + delay + max(delay, BURST_HOLD))
+    second = start + delay + BURST_GAP / 8  # one push in flight is not yet a burst
+    write_at(second)
+    assert len(pushes_at(second + delay)) == 2
+    write_at(second + delay)  # right after a second unacknowledged push: a burst
+    assert pushes_at(second + delay + BURST_GAP / 4) == []
+    write_at(second + delay + BURST_GAP / 2)  # joins the held push
+    held = pushes_at(second + delay + max(delay, BURST_HOLD))
     assert len(held) == 2 and all(s.message.deltas for s in held)
     later = start + 0.1  # after a pause, a lone write again
     write_at(later)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+
+import msgpack
 
 from crdts import GCounter
 from foundation_p2p.config import Config
@@ -55,3 +58,20 @@ def test_nothing_due_sends_nothing() -> None:
     driver, transport = driver_with_live_peer()
     driver.push_due()
     assert transport.sent == [] and transport.flushed == []
+
+
+async def test_writes_of_one_turn_share_one_push_sent_on_the_next_turn() -> None:
+    driver, transport = driver_with_live_peer()
+    driver.start()
+    try:
+        transport.sent.clear()
+        counter = driver.engine.replica("hits", GCounter)
+        driver.local_write("hits", counter.increment(1))
+        driver.local_write("hits", counter.increment(1))  # no push_due: a write in mid-turn
+        assert transport.sent == []
+        await asyncio.sleep(0)  # the next loop turn
+        pushes = [m for m in (decode(body) for _, body in transport.sent) if type(m) is SyncDelta]
+        assert len(pushes) == 1 and transport.flushed == ["b"]
+        assert GCounter.from_wire(msgpack.unpackb(pushes[0].deltas[0].payload)).value == 2
+    finally:
+        driver.stop()
