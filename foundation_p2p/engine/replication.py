@@ -210,6 +210,7 @@ class Replication:
             delay = self.config.push_delay
             if len(self._in_flight) >= _IN_FLIGHT and now - self._last_flush < BURST_GAP:
                 delay = max(delay, BURST_HOLD)
+                self.counters["push.held"] += 1
             self._flush_at = now + delay
         return self.write_seq
 
