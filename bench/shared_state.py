@@ -465,7 +465,7 @@ def summarise(plan: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, 
 # --- Redis ----------------------------------------------------------------------
 
 
-def run_redis(samples: int) -> dict[str, float] | str:
+def run_redis(samples: int) -> dict[str, Any] | str:
     """SET by one client, GET polled by another, through a local redis-server."""
     server = shutil.which("redis-server")
     if server is None and os.geteuid() == 0 and shutil.which("apt-get"):
@@ -502,7 +502,11 @@ def run_redis(samples: int) -> dict[str, float] | str:
             while reader.get(f"k{i}") is None:
                 pass
             latencies.append((time.perf_counter() - started) * 1000)
-        return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+        return {
+            "p50_ms": percentile(latencies, 0.5),
+            "p99_ms": percentile(latencies, 0.99),
+            "latencies": latencies,
+        }
     finally:
         process.kill()
         process.wait(5.0)
@@ -716,14 +720,23 @@ def main() -> None:
             rows.append(("3 nodes write->visible", lat_s, "pysyncobj not installed", ""))
 
     ab_samples = 200 if quick else 2000
+    # Redis runs half its samples just before ours and half just after, so a change in the
+    # shared machine's load during the run weighs on both sides alike
+    red: dict[str, Any] | str = "Redis skipped"
+    if not args.skip_redis:
+        red = run_redis(ab_samples // 2)
     ab = run_ab(ab_samples)
+    if isinstance(red, dict):
+        after = run_redis(ab_samples // 2)
+        if isinstance(after, dict):
+            both = red["latencies"] + after["latencies"]
+            red = {"p50_ms": percentile(both, 0.5), "p99_ms": percentile(both, 0.99)}
     ab_s = f"p50 {ab['p50_ms']:.2f} / p99 {ab['p99_ms']:.2f} ms"
     if ab["missing"]:
         ab_s += f", {ab['missing']:.0f} missing"
     if args.skip_redis:
         rows.append(("A->B visible", ab_s, "Redis skipped", ""))
     else:
-        red = run_redis(ab_samples)
         if isinstance(red, str):
             rows.append(("A->B visible", ab_s, red, ""))
         else:
@@ -732,7 +745,7 @@ def main() -> None:
                     "A->B visible",
                     ab_s,
                     f"Redis p50 {red['p50_ms']:.2f} / p99 {red['p99_ms']:.2f} ms",
-                    f"{ab['p50_ms'] / red['p50_ms']:.1f}x (goal p50 <= 1 ms, <= 2x)",
+                    f"{ab['p50_ms'] / red['p50_ms']:.2f}x (goal p50 <= 1 ms, <= 2x)",
                 )
             )
 
