@@ -54,7 +54,15 @@ class Member(NamedTuple):
 
     def details_crc(self) -> int:
         """A checksum of address and metadata, for digests."""
-        return zlib.crc32(self._details())
+        if self.metadata:
+            return zlib.crc32(self._details())
+        # the common case (no metadata) is asked for once per member per table: remember it
+        crc = _ADDRESS_CRC.get(self.address)
+        if crc is None:
+            if len(_ADDRESS_CRC) >= _ADDRESS_CRC_LIMIT:
+                _ADDRESS_CRC.clear()
+            crc = _ADDRESS_CRC[self.address] = zlib.crc32(self._details())
+        return crc
 
     def beats(self, other: Member) -> bool:
         """Whether this news supersedes `other` (cheap unless both agree on the first two)."""
@@ -66,18 +74,35 @@ class Member(NamedTuple):
         return self != other and self._details() > other._details()
 
 
+DigestEntry = tuple[int, int, int]
+"""(incarnation, status rank, details crc) of one member."""
+_ADDRESS_CRC: dict[str, int] = {}
+_ADDRESS_CRC_LIMIT = 1 << 16
+_HASH_MASK = (1 << 64) - 1
+
+
 class MemberTable:
-    """Node id -> Member, merged by SWIM precedence."""
+    """Node id -> Member, merged by SWIM precedence.
+
+    The digest (one entry per member) and the fingerprint (a sum of per-entry hashes) are kept
+    up to date as news arrives, so anti-entropy between large tables costs no sort or rehash.
+    A table decoded from the wire builds them only if asked (most deltas are only merged).
+    """
 
     TAG = "members"
     VERSION = 1
 
-    __slots__ = ("_digest", "_members", "replica")
+    __slots__ = ("_digest", "_dirty", "_hashes", "_members", "_sum", "replica")
 
     def __init__(self, replica: str) -> None:
         self.replica = check_replica(replica)
         self._members: dict[str, Member] = {}
-        self._digest: dict[str, list[int]] = {}
+        self._digest: dict[str, DigestEntry] | None = {}
+        # the fingerprint is the sum of the entries' hashes; entries changed since it was last
+        # asked for are rehashed only when it is asked for again
+        self._hashes: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._sum = 0
 
     @property
     def value(self) -> dict[str, Status]:
@@ -133,28 +158,57 @@ class MemberTable:
     def _claim(self, node: str, member: Member) -> MemberTable:
         check_replica(node)
         delta = MemberTable(self.replica)
+        delta._digest = None
         current = self._members.get(node)
         if current is None or member.beats(current):
             self._put(node, member)
             delta._put(node, member)
         return delta
 
+    def advance(self, node: str, incarnation: int, status: Status) -> Member | None:
+        """Record news of a new incarnation or status for a known node, keeping its address and
+        metadata; return the member as now held, or None if it was not news (or is unknown).
+
+        The cheap path for the engine's status changes: nothing new to validate."""
+        current = self._members.get(node)
+        if current is None or status not in STATUS_RANK:
+            return None
+        member = Member(_incarnation(incarnation), status, current.address, current.metadata)
+        if not member.beats(current):
+            return None
+        self._put(node, member)
+        return member
+
     def _put(self, node: str, member: Member) -> None:
         previous = self._members.get(node)
         self._members[node] = member
+        digest = self._digest
+        if digest is None:
+            return
+        old = digest.get(node)
         if (
-            previous is not None
+            old is not None
+            and previous is not None
             and previous.address == member.address
             and previous.metadata == member.metadata
         ):  # the common case, a status change: the details checksum stands
-            crc = self._digest[node][2]
-            self._digest[node] = [member.incarnation, STATUS_RANK[member.status], crc]
+            entry = (member.incarnation, STATUS_RANK[member.status], old[2])
         else:
-            self._digest[node] = _digest_entry(member)
+            entry = _digest_entry(member)
+        digest[node] = entry
+        self._dirty.add(node)
+
+    def _entries(self) -> dict[str, DigestEntry]:
+        digest = self._digest
+        if digest is None:  # decoded from the wire: build on first use
+            digest = self._digest = {n: _digest_entry(m) for n, m in self._members.items()}
+            self._dirty.update(digest)
+        return digest
 
     def forget(self, node: str) -> bool:
         """Drop `node` locally (garbage collection of a long-gone member); not replicated."""
-        self._digest.pop(node, None)
+        if self._entries().pop(node, None) is not None:
+            self._dirty.add(node)
         return self._members.pop(node, None) is not None
 
     def merge(self, other: MemberTable) -> None:
@@ -169,35 +223,35 @@ class MemberTable:
         """An independent replica with the same state."""
         out = MemberTable(self.replica)
         out._members = dict(self._members)
-        out._digest = dict(self._digest)
+        out._digest = dict(self._entries())
+        out._hashes = dict(self._hashes)
+        out._dirty = set(self._dirty)
+        out._sum = self._sum
         return out
 
-    def digest(self) -> dict[str, list[int]]:
-        """`{node: [incarnation, status rank, details crc]}` (kept up to date as news arrives)."""
-        return {node: list(entry) for node, entry in self._digest.items()}
+    def digest(self) -> dict[str, DigestEntry]:
+        """`{node: (incarnation, status rank, details crc)}` (kept up to date as news arrives)."""
+        return dict(self._entries())
 
     def delta_since(self, digest: Any) -> MemberTable:
         """The members whose news is ahead of, or different from, `digest`."""
         theirs = expect_dict(digest, "members digest")
         delta = MemberTable(self.replica)
-        for node, mine in self._digest.items():
+        for node, mine in self._entries().items():
             known = theirs.get(node)
             if known is not None:
                 if mine == known:  # the common case, compared in C
                     continue
-                if (
-                    type(known) is not list
-                    or len(known) != 3
-                    or not all(type(f) is int for f in known)
-                ):
+                if type(known) not in (list, tuple) or len(known) != 3:
                     raise DecodeError("members digest entry: expected [incarnation, rank, crc]")
-                held = (mine[0], mine[1])
-                if held < (known[0], known[1]) or (
-                    held == (known[0], known[1]) and mine[2] == known[2]
-                ):
+                incarnation, rank, crc = known
+                if type(incarnation) is not int or type(rank) is not int or type(crc) is not int:
+                    raise DecodeError("members digest entry: expected [incarnation, rank, crc]")
+                held, news = (mine[0], mine[1]), (incarnation, rank)
+                if held < news or (held == news and mine[2] == crc):
                     continue
             delta._members[node] = self._members[node]
-            delta._digest[node] = mine
+        delta._digest = None
         return delta
 
     def split(self, max_entries: int) -> list[MemberTable]:
@@ -207,14 +261,24 @@ class MemberTable:
         for start in range(0, len(items), max_entries):
             piece = MemberTable(self.replica)
             piece._members = dict(items[start : start + max_entries])
-            piece._digest = {node: self._digest[node] for node in piece._members}
+            piece._digest = None
             pieces.append(piece)
         return pieces or [self.copy()]
 
     def fingerprint(self) -> bytes:
-        """A hash of the state (the digest determines it): sorted entries, hashed in C."""
-        packed = msgpack.packb(sorted(self._digest.items()))
-        return hashlib.blake2b(packed, digest_size=8).digest()
+        """A hash of the state (the digest determines it): the sum of its entries' hashes."""
+        digest = self._entries()
+        if self._dirty:
+            hashes, total = self._hashes, self._sum
+            for node in self._dirty:
+                total -= hashes.pop(node, 0)
+                entry = digest.get(node)
+                if entry is not None:
+                    hashes[node] = value = _entry_hash(node, entry)
+                    total += value
+            self._sum = total & _HASH_MASK
+            self._dirty.clear()
+        return self._sum.to_bytes(8, "big")
 
     def to_wire(self) -> WireValue:
         """`["members", 1, replica, [node, incarnation, status, address, metadata, ...]]`."""
@@ -229,6 +293,7 @@ class MemberTable:
         """Decode `to_wire` output; DecodeError on anything else."""
         _, _, replica, flat = expect_header(obj, cls.TAG, cls.VERSION, 4)
         out = cls(expect_str(replica, "members replica"))
+        out._digest = None
         items = expect_list(flat, "members entries")
         if len(items) % 5:
             raise DecodeError("members entries: expected groups of 5 fields")
@@ -239,17 +304,18 @@ class MemberTable:
                 raise DecodeError(f"members: empty or repeated node id {node!r}")
             if status not in STATUS_RANK:
                 raise DecodeError(f"members: unknown status {status!r}")
-            meta = value_from_wire(expect_dict(metadata, "member metadata"))
-            if not all(type(k) is str for k in meta):
-                raise DecodeError("members: metadata keys must be str")
-            out._put(
-                node,
-                Member(
-                    expect_int(incarnation, "incarnation", 0, INT64_MAX),
-                    status,
-                    expect_str(address, "member address"),
-                    meta,
-                ),
+            if type(metadata) is dict and not metadata:
+                meta: dict[str, Any] = {}  # the common case, and a fresh map per member
+            else:
+                meta = value_from_wire(expect_dict(metadata, "member metadata"))
+                if not all(type(k) is str for k in meta):
+                    raise DecodeError("members: metadata keys must be str")
+            # _digest is None: members are only stored, their digest is built if asked for
+            out._members[node] = Member(
+                expect_int(incarnation, "incarnation", 0, INT64_MAX),
+                status,
+                expect_str(address, "member address"),
+                meta,
             )
         return out
 
@@ -275,8 +341,14 @@ def _checked(member: Member) -> Member:
     return Member(_incarnation(member.incarnation), member.status, member.address, meta)
 
 
-def _digest_entry(member: Member) -> list[int]:
-    return [member.incarnation, STATUS_RANK[member.status], member.details_crc()]
+def _digest_entry(member: Member) -> DigestEntry:
+    return (member.incarnation, STATUS_RANK[member.status], member.details_crc())
+
+
+def _entry_hash(node: str, entry: DigestEntry) -> int:
+    """A stable 64-bit hash of one digest entry (the same on every node and Python run)."""
+    packed = msgpack.packb((node, *entry))
+    return int.from_bytes(hashlib.blake2b(packed, digest_size=8).digest(), "big")
 
 
 def _incarnation(incarnation: int) -> int:

@@ -343,6 +343,17 @@ class Config:
         minimum = self.suspicion_mult * max(1.0, math.log10(max(1, members))) * self.probe_interval
         return minimum, minimum * self.suspicion_max_timeout_mult
 
+    def members_sync_every(self, members: int) -> int:
+        """Anti-entropy rounds per member-table exchange in a cluster of `members` nodes.
+
+        1 up to 32 members, then one more per doubling (memberlist's pushPullScale): the
+        exchange costs O(N) per node, so O(N^2) across the cluster, while gossip and probes
+        carry membership news by themselves; joins and reconnects always exchange the table.
+        """
+        if members <= 32:
+            return 1
+        return math.ceil(math.log2(members) - 5) + 1
+
     def retransmit_limit(self, members: int) -> int:
         """How many times each rumour is sent in a cluster of `members` nodes."""
         return self.retransmit_mult * max(1, math.ceil(math.log10(members + 1)))

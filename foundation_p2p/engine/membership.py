@@ -54,6 +54,13 @@ class _Retry:
     since: float
     next_at: float
     interval: float
+    sure: bool = False  # the next attempt is made whatever the cluster size (it spoke to us)
+
+
+RETRY_SPREAD = 3
+"""Expected attempts across the cluster per dead member per backoff step: each node makes a
+due attempt with probability RETRY_SPREAD / live members (as Serf spreads its reconnects), so a
+node that sees half of a large cluster die retries a few of them, not all of them, per step."""
 
 
 class Membership:
@@ -273,15 +280,18 @@ class Membership:
         if now - retry.since > self.config.reconnect_window:
             del self._retries[node]
             return
-        self.retry_due.append(node)
-        self.counters["reconnect.attempt"] += 1
+        if retry.sure or self.rng.random() * self.cluster_size() < RETRY_SPREAD:
+            self.retry_due.append(node)
+            self.counters["reconnect.attempt"] += 1
+        retry.sure = False
         retry.interval = min(retry.interval * 2, self.config.reconnect_max_interval)
         self._retry_at(node, now + retry.interval * self.rng.uniform(0.8, 1.2))
 
-    def _retry_at(self, node: str, when: float) -> None:
+    def _retry_at(self, node: str, when: float, sure: bool = False) -> None:
         retry = self._retries.get(node)
         if retry is not None:
             retry.next_at = when
+            retry.sure = retry.sure or sure
             self._schedule(when, "retry", node)
 
     def _expire(self, now: float, node: str) -> None:
@@ -354,7 +364,7 @@ class Membership:
             self.counters["probe.acked"] += 1
         retry = self._retries.get(src)
         if retry is not None and retry.next_at > now:
-            self._retry_at(src, now)
+            self._retry_at(src, now, sure=True)
 
     def peer_disconnected(self, now: float, node: str) -> None:
         """The driver's connection to `node` closed: check it now with a direct Ping rather
@@ -380,7 +390,29 @@ class Membership:
         self, now: float, src: str, rumours: tuple[Rumour, ...], spread: bool = True
     ) -> None:
         """Apply piggybacked news; a bad rumour is refused alone (counted), the rest applied."""
+        known = self.table.get
+        rank = STATUS_RANK
+        suspicions = self._suspicions
         for rumour in rumours:
+            # Most gossip repeats what we know: drop it here, before any call (a large
+            # cluster applies millions of rumours a minute).
+            current = known(rumour.node)
+            if current is not None and rumour.incarnation <= current.incarnation:
+                if rumour.incarnation < current.incarnation:
+                    continue
+                news, held = rank.get(rumour.status, -1), rank[current.status]
+                if news < held and news >= 0:
+                    continue
+                if (
+                    news == held
+                    and (not rumour.address or rumour.address == current.address)
+                    and rumour.node != self.node_id
+                ):
+                    if rumour.status != "suspect":
+                        continue
+                    suspicion = suspicions.get(rumour.node)
+                    if suspicion is None or rumour.by in suspicion.accusers or not rumour.by:
+                        continue  # an accusation we have counted (or cannot count)
             try:
                 self.apply(now, src, rumour, spread)
             except RemoteProtocolError as exc:
@@ -525,14 +557,26 @@ class Membership:
         before = self.table.get(rumour.node)
         address = rumour.address or (before.address if before else "")
         metadata = rumour.metadata if rumour.metadata or before is None else before.metadata
-        claim = Member(rumour.incarnation, rumour.status, address, dict(metadata))  # type: ignore[arg-type]
-        if not self.table.claim(rumour.node, claim):
-            return
+        claim: Member | None
+        if (
+            before is not None
+            and address == before.address
+            and (metadata is before.metadata or metadata == before.metadata)
+        ):  # a status change, the common case: nothing new to validate
+            claim = self.table.advance(rumour.node, rumour.incarnation, rumour.status)  # type: ignore[arg-type]
+            if claim is None:
+                return
+        else:
+            claim = Member(rumour.incarnation, rumour.status, address, dict(metadata))  # type: ignore[arg-type]
+            if not self.table.claim(rumour.node, claim):
+                return
+            claim = self.table.get(rumour.node)
+            assert claim is not None
         self._touch(rumour.node)
-        if spread:
+        if spread:  # members' metadata maps are never mutated in place: share them
             self.rumours.push(
                 Rumour(
-                    rumour.node, claim.incarnation, claim.status, address, dict(metadata), rumour.by
+                    rumour.node, claim.incarnation, claim.status, address, claim.metadata, rumour.by
                 )
             )
         if before is None or before.status != claim.status:
@@ -586,7 +630,7 @@ class Membership:
             self._forgotten.pop(node, None)
             self._record(now, Rumour(node, 0, "alive", address))
         elif member.status == "dead":
-            self._retry_at(node, now)
+            self._retry_at(node, now, sure=True)
 
     def restore(self, now: float, peers: dict[str, str]) -> None:
         """Remember peers (node -> address) from a persisted peer list, without gossiping them."""

@@ -6,8 +6,6 @@ newer news about a member replaces older news about it in the queue.
 
 from __future__ import annotations
 
-from itertools import islice
-
 from foundation_p2p.engine.messages import Rumour
 
 
@@ -37,23 +35,28 @@ class RumourQueue:
         """Up to `count` rumours, least-sent (then newest) first; each is dropped after `limit`."""
         if not self._sent:
             return ()
-        chosen: list[tuple[int, Rumour]] = []
-        for transmits in sorted(self._buckets):
-            bucket = self._buckets[transmits]
-            for node in list(islice(reversed(bucket), count - len(chosen))):
-                chosen.append((transmits, bucket.pop(node)))
+        buckets, sent = self._buckets, self._sent
+        chosen: list[tuple[int, str, Rumour]] = []
+        for transmits in sorted(buckets):
+            bucket = buckets[transmits]
+            while bucket and len(chosen) < count:
+                node, rumour = bucket.popitem()  # the newest of the least sent
+                chosen.append((transmits, node, rumour))
+            if not bucket:
+                del buckets[transmits]
             if len(chosen) >= count:
                 break
-        for transmits, rumour in chosen:
+        # re-queued only now, so a rumour moved up a bucket is not taken twice in one call
+        for transmits, node, rumour in chosen:
             if transmits + 1 >= limit:
-                del self._sent[rumour.node]
+                del sent[node]
             else:
-                self._sent[rumour.node] = transmits + 1
-                self._buckets.setdefault(transmits + 1, {})[rumour.node] = rumour
-        for transmits, _ in chosen:
-            if transmits in self._buckets and not self._buckets[transmits]:
-                del self._buckets[transmits]
-        return tuple(rumour for _, rumour in chosen)
+                sent[node] = transmits + 1
+                later = buckets.get(transmits + 1)
+                if later is None:
+                    later = buckets[transmits + 1] = {}
+                later[node] = rumour
+        return tuple(rumour for _, _, rumour in chosen)
 
     def pending(self) -> list[Rumour]:
         """Every queued rumour (for inspection)."""

@@ -205,15 +205,17 @@ def test_merge_is_a_join_on_concrete_conflicts() -> None:
 
 
 def test_digest_is_a_snapshot() -> None:
-    """BUG (minor): digest() returns a new dict whose [incarnation, rank, crc] lists are the
-    table's own cached entries, so a caller that edits the digest it was handed (say, to
-    merge several digests) silently rewrites the table's digest, fingerprint and
-    delta_since decisions. Every other type returns fresh primitives."""
+    """A caller that edits the digest it was handed (say, to merge several digests) must not
+    rewrite the table's digest, fingerprint or delta_since decisions: the dict is fresh and
+    its (incarnation, rank, crc) entries are immutable."""
     t = MemberTable("a")
     t.alive("n", 1)
     before = (t.digest(), t.fingerprint())
     handed_out = t.digest()
-    handed_out["n"][0] = 99
+    with pytest.raises(TypeError):
+        handed_out["n"][0] = 99  # type: ignore[index]
+    handed_out["n"] = (99, 0, 0)
+    handed_out["m"] = (1, 0, 0)
     assert (t.digest(), t.fingerprint()) == before
     assert t.delta_since({"n": [1, 0, before[0]["n"][2]]}).value == {}
 
@@ -241,3 +243,33 @@ def test_distinct_claims_at_equal_precedence_are_strictly_ordered(
     assert ma.beats(mb) != mb.beats(ma)
     assert merged(a, b) == merged(b, a)
     assert a.fingerprint() != b.fingerprint()
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["alive", "suspect", "dead", "left", "forget"]),
+        st.sampled_from(["n1", "n2", "n3"]),
+        st.integers(0, 3),
+        st.sampled_from(["", "10.0.0.1:7946", "10.0.0.2:7946"]),
+    ),
+    max_size=30,
+)
+
+
+@given(operations)
+def test_kept_digest_and_fingerprint_equal_a_fresh_computation(ops: list[Any]) -> None:
+    """The digest and fingerprint are updated entry by entry as news arrives (and as members
+    are forgotten); after any history they equal those of a table decoded from the wire,
+    which computes both from scratch."""
+    t = MemberTable("a")
+    for op, node, incarnation, address in ops:
+        if op == "forget":
+            t.forget(node)
+        elif op == "alive":
+            t.alive(node, incarnation, address)
+        else:
+            getattr(t, op)(node, incarnation)
+    fresh = MemberTable.from_wire(packed_round_trip(t.to_wire()))
+    assert fresh.digest() == t.digest()
+    assert fresh.fingerprint() == t.fingerprint()
+    assert t.copy().fingerprint() == t.fingerprint()
