@@ -102,6 +102,8 @@ def is_empty(tag: str, delta: Any) -> bool:
     """Whether a delta carries nothing."""
     if tag == YDoc.TAG:
         return bool(delta == EMPTY_UPDATE)
+    if tag == MemberTable.TAG:
+        return not len(delta)
     return bool(delta.digest() == EMPTY_DIGEST[tag])
 
 
@@ -156,6 +158,7 @@ class Replication:
         # the latest push batches -> their targets that have not acknowledged them yet
         self._in_flight: OrderedDict[int, set[str]] = OrderedDict()
         self._next_anti_entropy_at: float | None = None
+        self._rounds = 0  # periodic anti-entropy rounds started
         # a fresh range per session, small enough to travel as a 32-bit int
         self._push_seq = rng.getrandbits(31)
         self._seen_pushes: OrderedDict[tuple[str, int], None] = OrderedDict()
@@ -235,18 +238,24 @@ class Replication:
             self._next_anti_entropy_at = now + self.config.anti_entropy_interval
             peers = self.membership.peers(("alive",))
             if peers:
-                self.start_sync(now, self.rng.choice(peers))
+                self._rounds += 1
+                every = self.config.members_sync_every(self.membership.cluster_size())
+                self.start_sync(now, self.rng.choice(peers), self._rounds % every == 0)
         due, self.membership.retry_due = self.membership.retry_due, []
         for node in due:
             self.start_sync(now, node)
 
-    def start_sync(self, now: float, peer: str) -> None:
-        """Begin a push-pull exchange with `peer` by sending our digest hashes."""
+    def start_sync(self, now: float, peer: str, members: bool = True) -> None:
+        """Begin a push-pull exchange with `peer` by sending our digest hashes (the member
+        table's too, if `members`)."""
         self.counters["anti_entropy.rounds"] += 1
         self.outbox.send(
             peer,
             SyncDigest(
-                self._now_ms(now), self._summary_digests(), True, self.membership.take_rumours()
+                self._now_ms(now),
+                self._summary_digests(members),
+                True,
+                self.membership.take_rumours(),
             ),
         )
 
@@ -333,10 +342,11 @@ class Replication:
             summary = self._summaries[name] = replica.fingerprint()
         return summary
 
-    def _summary_digests(self) -> tuple[ReplicaDigest, ...]:
+    def _summary_digests(self, members: bool = True) -> tuple[ReplicaDigest, ...]:
         return tuple(
             ReplicaDigest(name, tag + SUMMARY_TAG_SUFFIX, self._summary(name, tag, replica))
             for name, tag, replica in self._all()
+            if members or name != MEMBERS
         )
 
     # --- messages -----------------------------------------------------------------------
@@ -387,6 +397,8 @@ class Replication:
         differing = []
         for name, tag, replica in self._all():
             summary = theirs.pop(name, None)
+            if summary is None and name == MEMBERS:
+                continue  # a round without the member table (see members_sync_every)
             if summary is None or summary.digest != self._summary(name, tag, replica):
                 differing.append(ReplicaDigest(name, tag, replica.digest()))
             elif name == MEMBERS:
