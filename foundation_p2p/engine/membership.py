@@ -426,22 +426,30 @@ class Membership:
         learned second-hand is taken as "suspect" (as memberlist's mergeState does), so a node
         that one side of a healed partition declared dead has a suspicion timeout to refute.
         """
-        self.apply_rumours(
-            now,
-            src,
-            tuple(
+        known = self.table.get
+        news = []
+        for node, m in table.items():
+            dead = m.status == "dead"
+            current = known(node)
+            if current is not None and node != self.node_id:
+                rank, held = 1 if dead else STATUS_RANK[m.status], STATUS_RANK[current.status]
+                if m.incarnation < current.incarnation or (
+                    m.incarnation == current.incarnation
+                    and (rank < held or (rank == held and not dead))
+                    and (not m.address or m.address == current.address)
+                ):
+                    continue  # older than what we hold, or the same (an accuser aside)
+            news.append(
                 Rumour(
                     node,
                     m.incarnation,
-                    "suspect" if m.status == "dead" else m.status,
+                    "suspect" if dead else m.status,
                     m.address,
-                    dict(m.metadata),
-                    src if m.status == "dead" else "",
+                    m.metadata,
+                    src if dead else "",
                 )
-                for node, m in table.items()
-            ),
-            spread=False,
-        )
+            )
+        self.apply_rumours(now, src, tuple(news), spread=False)
 
     def apply(self, now: float, src: str, rumour: Rumour, spread: bool = True) -> None:
         """Merge one piece of news about a member (and gossip it on, if `spread`)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from crdt_strategies import scaled
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,7 +27,6 @@ def test_now_is_strictly_monotonic_and_never_behind_the_wall(wall_times: list[in
         previous = ts
 
 
-@scaled(0.4)
 @given(st.lists(st.one_of(walls.map(lambda w: (w, None)), st.tuples(walls, remote_timestamps))))
 def test_observe_moves_past_the_remote_and_everything_before(
     events: list[tuple[int, Timestamp | None]],

@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 import pytest
-from crdt_strategies import join, packed_round_trip, scaled, values
+from crdt_strategies import join, packed_round_trip, values
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -223,7 +223,6 @@ def test_digest_is_a_snapshot() -> None:
 metadata = st.dictionaries(st.text(max_size=3), values, max_size=3)
 
 
-@scaled(0.25)
 @example({"x": {"a": 1}}, {"x": [["a", 1]]})
 @given(metadata, metadata)
 def test_distinct_claims_at_equal_precedence_are_strictly_ordered(

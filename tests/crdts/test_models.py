@@ -29,7 +29,6 @@ from crdt_strategies import (
     histories,
     op_lists,
     same,
-    scaled,
     sim_from_bytes,
     sims,
 )
@@ -322,7 +321,6 @@ def test_lwwmap_sequential_matches_a_dict(ops: list[Any], step: int) -> None:
         assert len(m) == len(model) and set(m) == set(model)
 
 
-@scaled(0.4)
 @given(op_lists(KINDS["ydoc"], max_ops=12))
 def test_ydoc_sequential_matches_python_containers(ops: list[Any]) -> None:
     doc = KINDS["ydoc"].make(REPLICA_IDS[0], 0)
@@ -361,7 +359,6 @@ def test_ydoc_sequential_matches_python_containers(ops: list[Any]) -> None:
 claims = st.tuples(st.sampled_from(STATUSES), st.sampled_from(["n1", "n2"]), st.integers(0, 3))
 
 
-@scaled(0.4)
 @given(st.lists(claims, max_size=12))
 def test_members_sequential_keeps_the_highest_precedence(claims: list[Any]) -> None:
     t, best = MemberTable("a"), {}
