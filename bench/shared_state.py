@@ -22,7 +22,10 @@ Rows, each measured in this run on this machine (compare ratios, not absolute fi
                    one and said so over a pipe, after stamping it.
   RSS 100k keys    a process holding 100k keys in a SharedState vs one in a raw pycrdt Map.
   soak             S seconds at a steady write rate spread over three nodes: every write present
-                   on every node at the end, and RSS growth after warm-up.
+                   on every node at the end, and RSS growth after warm-up (the largest of the
+                   three nodes). Beside: the MiB a bare pycrdt Doc grows by over the same span
+                   of the same writes (same keys, 10 ms batches), in a fresh process: what Yjs
+                   itself keeps per overwritten Y.Map entry.
 Everything listens on 127.0.0.1; every process started is stopped by its pid.
 """
 
@@ -48,6 +51,7 @@ from typing import Any
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 DEADLINE = 60.0  # seconds any one phase may take before it is abandoned
+SOAK_KEYS = 2000  # key slots each soak writer cycles through
 
 
 def free_port() -> int:
@@ -565,6 +569,53 @@ def run_memory(kind: str, keys: int) -> float:
 # --- soak ----------------------------------------------------------------------
 
 
+def warm_up(seconds: float) -> float:
+    """Seconds of a soak before RSS growth is counted."""
+    return min(10.0, seconds / 3)
+
+
+def soak_pycrdt_process(written: list[int], seconds: float, keys: int, conn: Connection) -> None:
+    """A bare pycrdt Doc taking the soak's writes (same keys, same 10 ms batches, same count):
+    RSS growth (MiB) from the warm-up's share of the writes to the end."""
+    from pycrdt import Doc, Map
+
+    doc: Doc[Any] = Doc()
+    table: Map[Any] = Map()
+    doc["data"] = table
+    turns = max(1, round(seconds * 100))  # the soak writes once per 10 ms turn
+    warm_turn = round(turns * warm_up(seconds) / seconds)
+    done = [0] * len(written)
+    start_mb = rss_mb()
+    for turn in range(1, turns + 1):
+        with doc.transaction():
+            for writer, total in enumerate(written):
+                due = total * turn // turns
+                while done[writer] < due:
+                    table[f"n{writer}-{done[writer] % keys}"] = done[writer]
+                    done[writer] += 1
+        if turn == warm_turn:
+            start_mb = rss_mb()
+    conn.send(rss_mb() - start_mb)
+
+
+def run_soak_pycrdt(written: list[int], seconds: float, keys: int) -> float:
+    """MiB a bare pycrdt Doc grows by after warm-up for the soak's writes, in a fresh process."""
+    context = mp.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(
+        target=soak_pycrdt_process, args=(written, seconds, keys, child), daemon=True
+    )
+    process.start()
+    try:
+        if not parent.poll(DEADLINE * 2):
+            raise TimeoutError("the pycrdt soak reference never reported")
+        return float(parent.recv())
+    finally:
+        process.join(5.0)
+        if process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGKILL)
+
+
 def soak_process(index: int, ports: list[int], plan: dict[str, Any], conn: Connection) -> None:
     """One node of the soak: writes its share at a steady rate, samples RSS."""
     asyncio.run(_soak(index, ports, plan, conn))
@@ -608,7 +659,7 @@ def run_soak(seconds: float, rate: float) -> dict[str, Any]:
     """Three nodes writing rate/3 each for seconds; check every last write landed everywhere."""
     context = mp.get_context("spawn")
     ports = [free_port() for _ in range(3)]
-    plan: dict[str, Any] = {"seconds": seconds, "rate": rate, "keys": 2000}
+    plan: dict[str, Any] = {"seconds": seconds, "rate": rate, "keys": SOAK_KEYS}
     pipes = [context.Pipe() for _ in range(3)]
     processes = [
         context.Process(target=soak_process, args=(i, ports, plan, pipes[i][1]), daemon=True)
@@ -643,16 +694,20 @@ def run_soak(seconds: float, rate: float) -> dict[str, Any]:
         for other in results:
             lost += sum(a != b for a, b in zip(other["last"][writer], expected, strict=True))
     growth = []
+    grown_mb = []
     for result in results:
         samples = result["rss"]
-        warm = [rss for t, rss in samples if t >= min(10.0, seconds / 3)]
+        warm = [rss for t, rss in samples if t >= warm_up(seconds)]
         if len(warm) >= 2:
             growth.append((warm[-1] - warm[0]) / warm[0] * 100)
+            grown_mb.append(warm[-1] - warm[0])
     achieved = sum(r["written"] for r in results) / seconds
     return {
         "lost": lost,
         "rss_growth_pct": max(growth) if growth else float("nan"),
+        "rss_growth_mb": max(grown_mb) if grown_mb else float("nan"),
         "writes_per_s": achieved,
+        "written": [r["written"] for r in results],
     }
 
 
@@ -762,11 +817,12 @@ def main() -> None:
     )
 
     soak = run_soak(soak_seconds, 10_000)
+    bare_mb = run_soak_pycrdt(soak["written"], soak_seconds, SOAK_KEYS)
     rows.append(
         (
             f"soak {soak_seconds:.0f}s @10k/s",
-            f"{soak['writes_per_s']:,.0f} writes/s",
-            f"lost {soak['lost']}",
+            f"{soak['writes_per_s']:,.0f} writes/s, +{soak['rss_growth_mb']:.1f} MiB",
+            f"lost {soak['lost']}; bare pycrdt Doc, same writes: +{bare_mb:.1f} MiB",
             f"RSS growth after warm-up {soak['rss_growth_pct']:.1f}% (goal <= 10%)",
         )
     )

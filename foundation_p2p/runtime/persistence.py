@@ -5,7 +5,8 @@ local write reaches the engine through `Driver.local_write`; the driver hands it
 first, which appends (replica, type tag, delta wire bytes) to the `log` table. With
 `durability="always"` each append is committed before the write call returns; with "batch"
 a writer thread commits them in groups (see `Journal`). Snapshots hold each replica's full
-`to_wire()` and drop the log rows they cover, so the store stays bounded.
+`to_wire()` and drop the log rows they cover, and the WAL is emptied after each, so the data dir
+stays about the size of the replicas plus the log since the last snapshot.
 
 Loading is all or nothing: every row is decoded and merged before anything reaches the
 engine; a file that is not SQLite, fails its integrity check, or holds a row that does not
@@ -267,6 +268,11 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise PersistenceError(self.path, f"write failed: {exc}") from exc
+        if compact:
+            # the WAL keeps the size it once reached: emptied here, the data dir holds about
+            # the snapshots plus the log since (the freed log pages are reused in place)
+            with contextlib.suppress(sqlite3.Error):  # busy: the next snapshot tries again
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def log_rows(self) -> int:
         """Rows in the log (written since the last snapshot)."""
