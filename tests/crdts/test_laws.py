@@ -106,8 +106,9 @@ def law_wire_round_trip(kind: Kind, x: Any) -> None:
     assert same(decoded, x), "from_wire(to_wire(x)) != x"
     assert decoded.replica == x.replica
     assert same(kind.cls.from_wire(packed_round_trip(wire)), x), "msgpack round trip != x"
-    assert packed_round_trip(decoded.to_wire()) == packed_round_trip(wire)
-    if not isinstance(x, YDoc):  # a YDoc's value depends on the roots declared on it
+    if not isinstance(x, YDoc):  # a YDoc's value depends on the roots declared on it, and
+        # its update bytes on how yrs split the blocks (same() compares a canonical encoding)
+        assert packed_round_trip(decoded.to_wire()) == packed_round_trip(wire)
         assert decoded.value == x.value
         assert decoded.digest() == x.digest()
 
