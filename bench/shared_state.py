@@ -266,28 +266,41 @@ async def _ab(
         written: dict[str, float] = {}
         samples = plan["samples"]
         if index == 0:
+            from foundation_p2p.engine import PushAcked
+
             loop = asyncio.get_running_loop()
-            waiting: list[asyncio.Future[bool]] = []
+            waiting: list[asyncio.Future[bool]] = []  # B saw the key, then B acknowledged it
 
             def told(result: bool = True) -> None:
                 if result:
                     seen.recv_bytes()
-                if waiting and not waiting[-1].done():
-                    waiting[-1].set_result(result)
+                for future in waiting:
+                    if not future.done():
+                        future.set_result(result)
+                        return
+
+            def acknowledged(event: Any) -> None:
+                if type(event) is PushAcked and len(waiting) == 2 and not waiting[1].done():
+                    waiting[1].set_result(True)
 
             loop.add_reader(seen.fileno(), told)
+            unsubscribe = node.driver.subscribe(acknowledged)
             try:
                 for i in range(samples):
                     # the harness's own work is done before the stamp, as Redis's has none
-                    got = loop.create_future()
-                    waiting[:] = [got]
+                    got, acked = loop.create_future(), loop.create_future()
+                    waiting[:] = [got, acked]
                     give_up = loop.call_later(1.0, told, False)
                     key = f"k{i}"
                     written[key] = time.time()
                     state[key] = i
                     await got  # False (never seen in 1 s): counted as missing
+                    # and the next write waits for B's acknowledgement of this one, as Redis's
+                    # next SET follows this one's reply: no round's ack lands in the next
+                    await acked
                     give_up.cancel()
             finally:
+                unsubscribe()
                 loop.remove_reader(seen.fileno())
         deadline = time.monotonic() + DEADLINE
         while len(state) < samples and time.monotonic() < deadline:

@@ -194,6 +194,26 @@ class Transport:
                 return True
         return self._send_slowly(peer, peer_id, body, address)
 
+    def send_now(self, peer_id: str, body: bytes, address: str | None = None) -> bool:
+        """send(), and write the peer's queue in this call rather than at the end of the loop
+        turn when its connection is open (a frame that is due, a push, neither waits a turn
+        nor leaves a callback queued that would cost the loop one more turn before it sleeps)."""
+        peer = self._peers.get(peer_id)
+        connection = peer.active if peer is not None else None
+        if (
+            peer is None
+            or connection is None
+            or self._closing
+            or len(peer.queue) >= self._queue_limit
+            or len(body) > self._max_body
+        ):
+            return self.send(peer_id, body, address)
+        if address is not None:
+            peer.address = address
+        peer.queue.append(body)
+        connection.flush()  # a paused connection keeps it queued until resume_writing
+        return True
+
     def flush_now(self, peer_id: str) -> None:
         """Write a peer's queued frames now rather than at the end of this loop turn (a push
         that is ready need not wait one more turn); the usual batching limits still apply."""

@@ -60,6 +60,7 @@ class Driver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._push_soon = False  # a push_due is queued on the loop
+        self._pushing = False  # inside push_after: push_due follows the hand-over
         self._loop: asyncio.AbstractEventLoop | None = None
         self.observer = Observer(engine, clock)
         self._closed = False
@@ -138,9 +139,20 @@ class Driver:
         # due now: pushed after this turn's other callbacks, or at once by push_due, with no
         # timer set and cancelled for it
         self._handle(outputs, arm=False)
-        if not self._push_soon:
+        if not self._push_soon and not self._pushing:
             self._push_soon = True
             self._loop.call_soon(self.push_due)
+
+    def push_after(self, hand_over: Callable[[], None]) -> None:
+        """Run `hand_over` (which gives this turn's local writes to local_write), then
+        push_due(): a due push is made and written in this same callback, with no loop turn,
+        timer or queued callback between the write and the frame reaching the socket."""
+        self._pushing = True
+        try:
+            hand_over()
+        finally:
+            self._pushing = False
+        self.push_due()
 
     def push_due(self) -> None:
         """Run the engine's timers at once if one is due and write the frames they make without
@@ -154,8 +166,12 @@ class Driver:
         if due is None or due > now:
             return
         outputs = self.engine.tick(now)
+        send_now = getattr(self.transport, "send_now", None)  # a gate or a fake may lack it
+        if send_now is not None:
+            self._handle(outputs, send=send_now)
+            return
         self._handle(outputs)
-        flush_now = getattr(self.transport, "flush_now", None)  # a gate or a fake may lack it
+        flush_now = getattr(self.transport, "flush_now", None)
         if flush_now is not None:
             for dst in {output.dst for output in outputs if isinstance(output, Send)}:
                 flush_now(dst)
@@ -182,13 +198,19 @@ class Driver:
 
     # --- outputs ------------------------------------------------------------------------------
 
-    def _handle(self, outputs: list[Output], arm: bool = True) -> None:
+    def _handle(
+        self,
+        outputs: list[Output],
+        arm: bool = True,
+        send: Callable[[str, bytes, str | None], bool] | None = None,
+    ) -> None:
         membership = self.engine.membership
+        send = send or self.transport.send
         for output in outputs:
             if isinstance(output, Send):
                 body = encode(output.message)
                 self.observer.frame_out(output.dst, output.message, len(body))
-                if not self.transport.send(output.dst, body, membership.address_of(output.dst)):
+                if not send(output.dst, body, membership.address_of(output.dst)):
                     self.engine.counters["send.dropped"] += 1
             else:
                 self._emit(output)

@@ -1109,10 +1109,11 @@ class NodeHost:
         return True
 
     def _after_burst(self, callback: Callable[[], None]) -> None:
-        callback()
         driver = getattr(self.node, "driver", None)
-        if driver is not None:
-            driver.push_due()
+        if driver is None:
+            callback()
+        else:  # the push is written in this callback (runtime.driver.Driver.push_after)
+            driver.push_after(callback)
 
     def flush_durable(self) -> Awaitable[None]:
         """Wait for the node's disk."""

@@ -75,3 +75,33 @@ async def test_writes_of_one_turn_share_one_push_sent_on_the_next_turn() -> None
         assert GCounter.from_wire(msgpack.unpackb(pushes[0].deltas[0].payload)).value == 2
     finally:
         driver.stop()
+
+
+class SendingNowTransport(FlushingTransport):
+    """Also records frames given to send_now (written at once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent_now: list[tuple[str, bytes]] = []
+
+    def send_now(self, peer_id: str, body: bytes, address: str | None = None) -> bool:
+        self.sent_now.append((peer_id, body))
+        return True
+
+
+async def test_push_after_writes_the_push_in_its_callback_and_queues_nothing() -> None:
+    driver, _ = driver_with_live_peer()
+    transport = SendingNowTransport()
+    driver.transport = transport
+    driver.start()
+    try:
+        transport.sent.clear()  # the start's own tick
+        loop = asyncio.get_running_loop()
+        counter = driver.engine.replica("hits", GCounter)
+        queued = len(loop._ready)  # type: ignore[attr-defined]
+        driver.push_after(lambda: driver.local_write("hits", counter.increment(1)))
+        pushes = [m for m in (decode(b) for _, b in transport.sent_now) if type(m) is SyncDelta]
+        assert len(pushes) == 1 and transport.sent == []
+        assert len(loop._ready) == queued  # type: ignore[attr-defined]  # no extra loop turn
+    finally:
+        driver.stop()

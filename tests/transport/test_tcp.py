@@ -185,6 +185,29 @@ async def test_batching_delivers_10k_frames_in_order_in_few_writes(make: Make) -
     assert writes <= 5, f"{writes} writes for 10k frames queued in one turn"
 
 
+async def test_send_now_writes_in_the_call_and_queues_without_a_connection(make: Make) -> None:
+    a, b = await make("a"), await make("b")
+    await a.transport.connect(b.address)
+    (connection,) = a.transport._connections
+    assert connection.transport is not None
+    written: list[bytes] = []
+    real_write = connection.transport.write
+
+    def recording_write(data: Any) -> None:
+        written.append(bytes(data))
+        real_write(data)
+
+    connection.transport.write = recording_write  # type: ignore[method-assign]
+    assert a.transport.send("b", b"queued")  # written at the end of the turn...
+    assert a.transport.send_now("b", b"due")  # ...or with this one, at once
+    assert written == [encode_frame(b"queued") + encode_frame(b"due")]
+    assert a.transport.queued("b") == 0
+    assert a.transport.send_now("c", b"x", "127.0.0.1:1")  # no connection: dialed, queued
+    assert a.transport.queued("c") == 1
+    assert not a.transport.send_now("b", b"x" * (FAST.max_frame_bytes + 1))  # too big: dropped
+    await eventually(lambda: b.bodies_from("a") == [b"queued", b"due"])
+
+
 async def test_zero_length_bodies_are_delivered(make: Make) -> None:
     a, b = await make("a"), await make("b")
     assert a.transport.send("b", b"", b.address)
