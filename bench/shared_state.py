@@ -128,19 +128,25 @@ async def wire_bytes() -> tuple[int, int]:
             state["warmup"] = 0
             await state.synced(timeout=5.0)
             assert a.transport is not None
-            original = a.transport.send
+            original, original_now = a.transport.send, a.transport.send_now
 
             def counting(peer_id: str, body: bytes, address: str | None = None) -> bool:
                 sizes.append(len(body))
                 return original(peer_id, body, address)
 
+            def counting_now(peer_id: str, body: bytes, address: str | None = None) -> bool:
+                sizes.append(len(body))  # a due push is written at once (Driver.push_due)
+                return original_now(peer_id, body, address)
+
             a.transport.send = counting  # type: ignore[method-assign]
+            a.transport.send_now = counting_now  # type: ignore[method-assign]
             await asyncio.sleep(0.3)  # let periodic traffic show its own sizes first
             idle = list(sizes)
             sizes.clear()
             state["temperature"] = 21.5
             await state.synced(timeout=5.0)
             a.transport.send = original  # type: ignore[method-assign]
+            a.transport.send_now = original_now  # type: ignore[method-assign]
     pushed = [s for s in sizes if s not in idle] or sizes
     return raw, max(pushed) if pushed else -1
 
