@@ -361,6 +361,7 @@ class Membership:
         probe = self._probe
         if probe is not None and probe.target == src and not probe.acked:
             probe.acked = True
+            self._adjust_health(-1)  # a probe answered is a probe answered, whatever the message
             self.counters["probe.acked"] += 1
         retry = self._retries.get(src)
         if retry is not None and retry.next_at > now:

@@ -164,6 +164,24 @@ def test_local_health_slows_probing_when_probes_fail(engine_net):
     assert net["a"].counters["probe.failed"] >= 2
 
 
+def test_local_health_recovers_when_a_probe_is_answered_by_any_message(engine_net):
+    """A probe's target may speak first (its own ping, an anti-entropy digest) and the Ack
+    come after: the probe counts as answered either way, and health must come back down, or
+    a node that once failed probes keeps probing slowly for good."""
+    net = engine_net(["a", "b"])
+    net.join_all("a")
+    net.run(3.0)
+    a = net["a"].membership
+    a.health = 3
+    a._start_probe(net.now)
+    probe = a._probe
+    assert probe is not None and probe.target == "b"
+    net["a"].receive(net.now, "b", Ping(99, "a"))  # b speaks before its Ack arrives
+    assert probe.acked and a.health == 2
+    net["a"].receive(net.now, "b", Ack(probe.seq))
+    assert a.health == 2  # one probe answered, one step down
+
+
 def test_ping_answered_only_for_the_right_target(engine_net):
     net = engine_net(["a", "b"])
     outputs = net["b"].receive(0.0, "a", Ping(1, "b"))
