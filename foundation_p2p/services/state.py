@@ -11,6 +11,9 @@ background. The document behind it is the engine replica `state/<name>` (a `crdt
   counter is their sum, so concurrent increments never conflict;
 - root Text `text:<name>` and root Array `list:<name>` (list items use the same codec).
 
+With `layout="kv"` the user's keys live instead in the root Array `kv` as `{"key", "val"}`
+entries (services/kvlayout.py), so a key rewritten many times does not grow the document.
+
 Every pycrdt call runs on the owner's thread (the node's event loop, or the simulator).
 The synchronous methods hop there from application threads; the async ones
 (`synced`, `set`, `wait_for`) may be awaited on any event loop. Write levels count the
@@ -35,6 +38,7 @@ from crdts import YDoc
 from foundation_p2p.config import Config
 from foundation_p2p.engine import Event, ReplicaChanged
 from foundation_p2p.engine.events import WritesAcked
+from foundation_p2p.services.kvlayout import KeyValueArray
 from foundation_p2p.services.values import decode_value as decode_value
 from foundation_p2p.services.values import encode_value as encode_value
 
@@ -46,6 +50,9 @@ log = logging.getLogger("foundation_p2p.state")
 T = TypeVar("T")
 STATE_PREFIX = "state/"
 DATA_ROOT = "data"
+KV_ROOT = "kv"
+LAYOUTS = ("map", "kv")
+"""Where a state keeps its keys: the root Map `data` (the default) or the root Array `kv`."""
 COUNTER_PREFIX = "counter:"
 TEXT_PREFIX = "text:"
 LIST_PREFIX = "list:"
@@ -203,14 +210,17 @@ class _ResolvingType(type):
     """`SharedState(name, node=None)` returns `node.shared_state(name)`: one object per name
     and node, the default node when none is given."""
 
-    def __call__(cls, name: str, node: Any = None) -> Any:
+    def __call__(cls, name: str, node: Any = None, layout: str | None = None) -> Any:
         if node is None:
             if _resolve_default is None:
                 raise RuntimeError(
                     "no default node: import foundation_p2p (or pass node=) to use SharedState"
                 )
             node = _resolve_default()
-        return node.shared_state(name)
+        state = node.shared_state(name)
+        if layout is not None:
+            state._choose_layout(layout)
+        return state
 
 
 class SharedState(metaclass=_ResolvingType):
@@ -222,7 +232,7 @@ class SharedState(metaclass=_ResolvingType):
     _engine: Engine | None
     _ydoc: YDoc | None
     _generation: int  # the YDoc's generation _data and the watchers belong to
-    _data: Map[Any] | None
+    _data: Map[Any] | KeyValueArray | None
     _unsubscribe: Callable[[], None] | None
     _observers: list[Callable[[Change], object]]
     _watched: dict[str, Any]  # root name -> pycrdt subscription
@@ -233,6 +243,10 @@ class SharedState(metaclass=_ResolvingType):
     _waiters: list[tuple[Callable[[], bool], Waiter]]
     _txn: contextvars.ContextVar[_Transaction | None]
     _batch_open: bool  # plain sets are gathering in one pycrdt transaction until _flush_batch
+    layout: str
+    """"map" or "kv" (LAYOUTS); fixed once the state is used or a layout was asked for."""
+    _layout_fixed: bool
+    _kv: KeyValueArray | None  # the keys in the "kv" layout (None in the "map" layout)
 
     @classmethod
     def _create(cls, name: str, host: StateHost) -> SharedState:
@@ -254,6 +268,9 @@ class SharedState(metaclass=_ResolvingType):
         self._last_write = 0
         self._waiters = []
         self._batch_open = False
+        self.layout = "map"
+        self._layout_fixed = False
+        self._kv = None
         self._txn = contextvars.ContextVar(f"shared-state-transaction-{name}", default=None)
         return self
 
@@ -325,7 +342,10 @@ class SharedState(metaclass=_ResolvingType):
             and ydoc.generation == self._generation
             and self._host.on_owner()
         ):
-            ydoc.set_local(self._data, key, blob)  # type: ignore[arg-type]
+            if self._kv is None:
+                ydoc.set_local(self._data, key, blob)  # type: ignore[arg-type]
+            else:
+                self._kv_set_local(ydoc, key, blob)
             if self._observers:
                 self._report_set(key)
             return
@@ -508,17 +528,19 @@ class SharedState(metaclass=_ResolvingType):
         if ydoc is not None and engine is self._engine and ydoc.generation != self._generation:
             # the YDoc rebuilt its pycrdt Doc after a refused update: same replica, new roots
             self._unwatch_roots()
-            self._data = ydoc.get(DATA_ROOT, Map)
+            self._data = self._open_keys(ydoc)
             self._generation = ydoc.generation
             if self._observers:
                 self._watch_roots()
         if engine is not self._engine or ydoc is None:
+            ydoc = engine.replica(self.replica_name, YDoc)
+            data = self._open_keys(ydoc)  # first: it refuses a document of the other layout
             self._batch_open = False  # a batch of the previous engine's document goes with it
             self._unwatch_roots()
             if self._unsubscribe is not None:
                 self._unsubscribe()
-            self._ydoc = engine.replica(self.replica_name, YDoc)
-            self._data = self._ydoc.get(DATA_ROOT, Map)
+            self._data = data
+            self._ydoc = ydoc
             self._generation = self._ydoc.generation
             self._engine = engine
             self._acked.clear()
@@ -532,12 +554,71 @@ class SharedState(metaclass=_ResolvingType):
     def _bound_ydoc(self) -> YDoc:
         return self._bind()
 
-    def _bound_data(self) -> Map[Any]:
+    # --- the "kv" layout
+
+    def _choose_layout(self, layout: str) -> None:
+        """Use `layout` for this state; ValueError if it is not one of LAYOUTS or the state
+        already uses the other one."""
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
+        if layout != self.layout and self._layout_fixed:
+            raise ValueError(
+                f"SharedState {self.name!r} uses the {self.layout!r} layout, not {layout!r}: "
+                "the layout of a state is fixed"
+            )
+        self.layout = layout
+        self._layout_fixed = True
+
+    def _open_keys(self, ydoc: YDoc) -> Any:
+        """The root holding the user's keys in this state's layout (the Map, or a
+        KeyValueArray over the Array); ValueError if the document holds the other layout."""
+        self._layout_fixed = True
+        theirs = DATA_ROOT if self.layout == "kv" else KV_ROOT
+        if theirs in ydoc.doc.keys() and len(
+            ydoc.get(KV_ROOT, Array) if theirs == KV_ROOT else ydoc.get(DATA_ROOT, Map)
+        ):
+            other = "map" if self.layout == "kv" else "kv"
+            raise ValueError(
+                f"SharedState {self.name!r}: its document has the {other!r} layout, "
+                f"opened with the {self.layout!r} layout"
+            )
+        if self._kv is not None:
+            self._kv.close()
+            self._kv = None
+        if self.layout == "map":
+            return ydoc.get(DATA_ROOT, Map)
+        # duplicates loaded with the document are cleaned after the next merge; reads
+        # already see the last entry
+        self._kv = KeyValueArray(ydoc.get(KV_ROOT, Array))
+        return self._kv
+
+    def _kv_set_local(self, ydoc: YDoc, key: str, blob: Any) -> None:
+        """A batched set in the kv layout (reported by _report_set, not by the change set)."""
+        assert self._kv is not None
+        ydoc.open_local()
+        self._kv[key] = blob
+        self._kv.changed.discard(key)
+
+    def _schedule_cleanup(self) -> None:
+        if not self._host.soon(self._clean_duplicates):
+            self._clean_duplicates()
+
+    def _clean_duplicates(self) -> None:
+        """Delete the losing entries of concurrently set keys, as a local write."""
+        kv = self._kv
+        if kv is None or not kv.duplicates:
+            return
+        try:
+            self._write(kv.cleanup)
+        except Exception:  # e.g. the node is stopping: the next merge or bind retries
+            log.exception("SharedState %r: duplicate entries not cleaned", self.name)
+
+    def _bound_data(self) -> Map[Any] | KeyValueArray:
         self._bind()
         assert self._data is not None
         return self._data
 
-    def _data_map(self) -> Map[Any]:
+    def _data_map(self) -> Map[Any] | KeyValueArray:
         assert self._data is not None
         return self._data
 
@@ -554,7 +635,11 @@ class SharedState(metaclass=_ResolvingType):
                 self._write(lambda: self._data_map().__setitem__(key, blob))
                 return
             self._batch_open = True
-        ydoc.set_local(self._data_map(), key, blob)  # reopens the batch if a merge closed it
+        if self._kv is None:
+            # reopens the batch if a merge closed it
+            ydoc.set_local(self._data_map(), key, blob)  # type: ignore[arg-type]
+        else:
+            self._kv_set_local(ydoc, key, blob)
         if self._observers:
             self._report_set(key)
 
@@ -609,6 +694,8 @@ class SharedState(metaclass=_ResolvingType):
         if isinstance(event, ReplicaChanged):
             if event.name == self.replica_name:
                 self._report_change(event.origin)
+                if self._kv is not None and self._kv.duplicates:
+                    self._schedule_cleanup()
         elif isinstance(event, WritesAcked):
             if event.name == self.replica_name:
                 self._record_ack(event.node, event.first, event.last)
@@ -684,7 +771,7 @@ class SharedState(metaclass=_ResolvingType):
         if ydoc is None:
             return
         for root in [DATA_ROOT, *ydoc.doc.keys()]:
-            if root in self._watched:
+            if root in self._watched or (root == DATA_ROOT and self._kv is not None):
                 continue
             kind = _root_kind(root)
             if kind is None:
@@ -726,6 +813,10 @@ class SharedState(metaclass=_ResolvingType):
                 log.exception("SharedState %r observer failed", self.name)
 
     def _report_change(self, origin: str) -> None:
+        if self._kv is not None and self._kv.changed:
+            if self._observers:
+                self._changed.setdefault(DATA_ROOT, set()).update(self._kv.changed)
+            self._kv.changed = set()
         if not self._observers:
             return
         before = set(self._watched)
