@@ -26,6 +26,7 @@ Rows, each measured in this run on this machine (compare ratios, not absolute fi
                    three nodes). Beside: the MiB a bare pycrdt Doc grows by over the same span
                    of the same writes (same keys, 10 ms batches), in a fresh process: what Yjs
                    itself keeps per overwritten Y.Map entry.
+  soak, layout=kv  the same with SharedState(..., layout="kv") (keys in a Y.Array of entries).
 Everything listens on 127.0.0.1; every process started is stopped by its pid.
 """
 
@@ -641,8 +642,10 @@ def soak_process(index: int, ports: list[int], plan: dict[str, Any], conn: Conne
 
 
 async def _soak(index: int, ports: list[int], plan: dict[str, Any], conn: Connection) -> None:
+    from foundation_p2p import SharedState
+
     async with joined_node("bench-soak", index, ports) as node:
-        state = node.shared_state("soak")
+        state = SharedState("soak", node=node, layout=plan.get("layout", "map"))
         conn.send("ready")
         conn.recv()
         seconds, rate = plan["seconds"], plan["rate"] / 3
@@ -674,11 +677,11 @@ async def _soak(index: int, ports: list[int], plan: dict[str, Any], conn: Connec
         conn.recv()
 
 
-def run_soak(seconds: float, rate: float) -> dict[str, Any]:
+def run_soak(seconds: float, rate: float, layout: str = "map") -> dict[str, Any]:
     """Three nodes writing rate/3 each for seconds; check every last write landed everywhere."""
     context = mp.get_context("spawn")
     ports = [free_port() for _ in range(3)]
-    plan: dict[str, Any] = {"seconds": seconds, "rate": rate, "keys": SOAK_KEYS}
+    plan: dict[str, Any] = {"seconds": seconds, "rate": rate, "keys": SOAK_KEYS, "layout": layout}
     pipes = [context.Pipe() for _ in range(3)]
     processes = [
         context.Process(target=soak_process, args=(i, ports, plan, pipes[i][1]), daemon=True)
@@ -843,6 +846,15 @@ def main() -> None:
             f"{soak['writes_per_s']:,.0f} writes/s, +{soak['rss_growth_mb']:.1f} MiB",
             f"lost {soak['lost']}; bare pycrdt Doc, same writes: +{bare_mb:.1f} MiB",
             f"RSS growth after warm-up {soak['rss_growth_pct']:.1f}% (goal <= 10%)",
+        )
+    )
+    soak_kv = run_soak(soak_seconds, 10_000, layout="kv")
+    rows.append(
+        (
+            f"soak {soak_seconds:.0f}s @10k/s, layout=kv",
+            f"{soak_kv['writes_per_s']:,.0f} writes/s, +{soak_kv['rss_growth_mb']:.1f} MiB",
+            f"lost {soak_kv['lost']}",
+            f"RSS growth after warm-up {soak_kv['rss_growth_pct']:.1f}% (goal <= 10%)",
         )
     )
 

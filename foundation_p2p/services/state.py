@@ -572,16 +572,17 @@ class SharedState(metaclass=_ResolvingType):
     def _open_keys(self, ydoc: YDoc) -> Any:
         """The root holding the user's keys in this state's layout (the Map, or a
         KeyValueArray over the Array); ValueError if the document holds the other layout."""
-        self._layout_fixed = True
         theirs = DATA_ROOT if self.layout == "kv" else KV_ROOT
         if theirs in ydoc.doc.keys() and len(
             ydoc.get(KV_ROOT, Array) if theirs == KV_ROOT else ydoc.get(DATA_ROOT, Map)
         ):
             other = "map" if self.layout == "kv" else "kv"
+            self._layout_fixed = False  # the application may open it with the right one
             raise ValueError(
                 f"SharedState {self.name!r}: its document has the {other!r} layout, "
                 f"opened with the {self.layout!r} layout"
             )
+        self._layout_fixed = True
         if self._kv is not None:
             self._kv.close()
             self._kv = None

@@ -9,13 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pycrdt import Map
+from pycrdt import Array, Map
 
 import foundation_p2p
 from foundation_p2p import Config, ConsistencyTimeout, SharedState
 from foundation_p2p.app import state_node
 from foundation_p2p.node import Node, NodeError
 from foundation_p2p.runtime.thread import NodeThread
+from foundation_p2p.services.kvlayout import KeyValueArray
+from foundation_p2p.services.state import LAYOUTS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -149,9 +151,10 @@ def test_consistency_timeout_is_a_timeout_error() -> None:
     assert issubclass(ConsistencyTimeout, TimeoutError)
 
 
-async def test_a_burst_of_sets_in_one_loop_turn_is_one_delta() -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+async def test_a_burst_of_sets_in_one_loop_turn_is_one_delta(layout: str) -> None:
     async with Node(cluster="solo", listen="127.0.0.1:0", discovery=None) as node:
-        s = node.shared_state("burst")
+        s = SharedState("burst", node=node, layout=layout)
         engine = node._require_engine()
         s["first"] = 0
         await asyncio.sleep(0)
@@ -180,17 +183,21 @@ async def test_a_burst_of_sets_in_one_loop_turn_is_one_delta() -> None:
         assert engine.write_seq == before + 3 and len(seen) == 2
 
 
-async def test_durable_writes_are_there_after_a_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+async def test_durable_writes_are_there_after_a_restart(tmp_path: Path, layout: str) -> None:
     options = {"cluster": "solo", "listen": "127.0.0.1:0", "discovery": None, "node_id": "p"}
     async with Node(data_dir=tmp_path, **options) as node:  # type: ignore[arg-type]
-        s = node.shared_state("s")
+        s = SharedState("s", node=node, layout=layout)
         for i in range(50):
             s[f"k{i}"] = i  # batched
         await s.set("durable", b"yes", durable=True)
         s.counter("c").increment(3)
         await s.set("last", 1, durable=True)
     async with Node(data_dir=tmp_path, **options) as node:  # type: ignore[arg-type]
-        s = node.shared_state("s")
+        other = "map" if layout == "kv" else "kv"
+        with pytest.raises(ValueError, match=f"'{layout}' layout, opened with the '{other}'"):
+            SharedState("s", node=node, layout=other).get("durable")
+        s = SharedState("s", node=node, layout=layout)
         assert s["durable"] == b"yes" and s["k49"] == 49 and len(s) == 52
         assert s.counter("c").value == 3
 
@@ -207,11 +214,12 @@ BAD = bytes.fromhex(
 )
 
 
-async def test_a_batch_of_sets_survives_its_document_being_rebuilt() -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+async def test_a_batch_of_sets_survives_its_document_being_rebuilt(layout: str) -> None:
     from crdts import DecodeError, YDoc
 
     async with Node(cluster="solo", listen="127.0.0.1:0", discovery=None) as node:
-        s = node.shared_state("s")
+        s = SharedState("s", node=node, layout=layout)
         s.apply_client_update(BAD_BASE)
         ydoc = node._require_engine().replication.replicas["state/s"]
         s["first"] = 1  # opens this turn's batch
@@ -223,6 +231,14 @@ async def test_a_batch_of_sets_survives_its_document_being_rebuilt() -> None:
         await s.synced(timeout=1.0)
         assert s.to_dict() == {"first": 1, "second": 2, "third": 3}
         copy = YDoc.from_wire(ydoc.to_wire())
+        if layout == "kv":
+            assert copy.fingerprint() == ydoc.fingerprint()
+            assert dict(KeyValueArray(copy.get("kv", Array)).items()) == {
+                "first": 1.0,
+                "second": 2.0,
+                "third": 3.0,
+            }
+            return
         assert copy == ydoc and copy.get("data", Map).to_py() == {
             "first": 1.0,
             "second": 2.0,
