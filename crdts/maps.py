@@ -418,17 +418,21 @@ class LWWMap:
                 mine[key] = entry
         self._context.update(other._context)
 
-    def compact(self, stable_before_ms: int) -> int:
-        """Drop tombstones and expired entries older than `stable_before_ms`; return how many.
+    def compact(self, stable_before_ms: int, expired_before_ms: int | None = None) -> int:
+        """Drop tombstones older than `stable_before_ms` and entries expired by
+        `expired_before_ms` (default: the same time); return how many. Local: not replicated.
 
-        Call it only with a time before which every write has reached every replica (causal
-        stability): an older write still in flight would otherwise bring its key back.
+        Tombstones: call it only with a time before which every write has reached every
+        replica (causal stability), or an older write still in flight brings its key back.
+        Expired entries may go at any time after they expire: one brought back is still
+        expired, and the causal context keeps anti-entropy from sending it again.
         """
+        expired_by = stable_before_ms if expired_before_ms is None else expired_before_ms
         doomed = [
             key
             for key, e in self._entries.items()
             if (e.deleted and e.ts.wall_ms < stable_before_ms)
-            or (e.expires_ms is not None and e.expires_ms <= stable_before_ms)
+            or (e.expires_ms is not None and e.expires_ms <= expired_by)
         ]
         for key in doomed:
             del self._entries[key]

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from crdts import HLC, Status, Timestamp
+from crdts import HLC, LWWMap, Status, Timestamp
 from foundation_p2p.config import Config
 from foundation_p2p.engine.errors import LocalProtocolError, RemoteProtocolError
 from foundation_p2p.engine.events import AppReceived, Outbox, Output, ProtocolErrorEvent, Send
@@ -179,6 +179,17 @@ class Engine:
     def replica(self, name: str, cls: type[Any], **options: Any) -> Any:
         """The CRDT behind replica `name` (created if new); mutate it, then call local_write."""
         return self.replication.replica(name, cls, **options)
+
+    def compact(self, name: str, stable_before_ms: int, expired_before_ms: int) -> int:
+        """Drop an LWWMap replica's old tombstones and expired entries on this node only
+        (see LWWMap.compact); return how many. LocalProtocolError for another type."""
+        replica = self.replication.replicas.get(name)
+        if not isinstance(replica, LWWMap):
+            raise LocalProtocolError(f"replica {name!r} is not an LWWMap; only those compact")
+        dropped = replica.compact(stable_before_ms, expired_before_ms)
+        if dropped:
+            self.replication.forget_summary(name)
+        return dropped
 
     def members(self) -> dict[str, Status]:
         """`{node_id: "alive"|"suspect"|"dead"|"left"}`, this node included."""

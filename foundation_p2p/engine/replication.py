@@ -342,6 +342,10 @@ class Replication:
             summary = self._summaries[name] = replica.fingerprint()
         return summary
 
+    def forget_summary(self, name: str) -> None:
+        """Drop the cached digest hash of `name` (its state changed outside merges and writes)."""
+        self._summaries.pop(name, None)
+
     def _summary_digests(self, members: bool = True) -> tuple[ReplicaDigest, ...]:
         return tuple(
             ReplicaDigest(name, tag + SUMMARY_TAG_SUFFIX, self._summary(name, tag, replica))

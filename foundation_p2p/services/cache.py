@@ -32,6 +32,10 @@ CACHE_REPLICA = "sys/cache"
 CACHE_PREFIX = "sys.cache/"
 MODES = ("local", "replicated", "partitioned")
 _MISS = object()
+COMPACT_EVERY = 30.0
+"""Seconds between compactions of the sys/cache replica, run by the next write after one is due:
+expired entries are dropped (else a cache of short-lived keys grows for good) and tombstones
+older than the config's tombstone_ttl."""
 
 
 class Cache:
@@ -70,6 +74,8 @@ class Cache:
         self._flights: dict[Hashable, asyncio.Future[Any]] = {}
         self._owners: tuple[str, ...] = ()
         self._replica = host.replica(CACHE_REPLICA, LWWMap) if mode == "replicated" else None
+        self._host = host
+        self._compacted_at = clock()
         if messaging is not None:
             messaging.serve(self._channel, self._serve)
             self._membership = registry.register_now(self._channel)
@@ -182,6 +188,7 @@ class Cache:
     async def _put(self, key: Hashable, value: Any, ttl_ms: int | None) -> None:
         if self._replica is not None:
             self._replica.set((self.name, key), value, ttl_ms=ttl_ms)
+            self._compact_if_due()
             return
         owner = self._owner(key) if self.mode == "partitioned" else self.node_id
         if owner != self.node_id:
@@ -194,6 +201,18 @@ class Cache:
         self._store(self._local, key, value, ttl_ms)
         if self.mode == "partitioned":
             self._drop_near_copies(key, self.node_id)
+
+    def _compact_if_due(self) -> None:
+        """Every COMPACT_EVERY seconds, drop this node's expired and long-deleted entries."""
+        now = self._clock()
+        engine = self._host.engine
+        if now - self._compacted_at < COMPACT_EVERY or engine is None:
+            return
+        self._compacted_at = now
+        now_ms = int(now * 1000)
+        keep_ms = int(engine.config.tombstone_ttl * 1000)
+        dropped = engine.compact(CACHE_REPLICA, now_ms - keep_ms, now_ms)
+        self.stats["compacted"] += dropped
 
     def _drop_near_copies(self, key: Hashable, writer: str) -> None:
         """The owner took a new value: other nodes' near-cache copies are stale."""

@@ -452,6 +452,17 @@ def test_lwwmap_compact_drops_old_tombstones_and_expired_entries() -> None:
     assert m.compact(10_000) == 1 and m.value == {"kept": 3}
 
 
+def test_lwwmap_compact_has_separate_horizons_for_tombstones_and_expiry() -> None:
+    """Expired entries can go as soon as they expire; tombstones only once causally stable."""
+    m = LWWMap("a")
+    m.set("short", 1, ts(1_000), ttl_ms=10)
+    m.delete("gone", ts(1_000))
+    assert m.compact(0, expired_before_ms=1_009) == 0
+    assert m.compact(0, expired_before_ms=1_010) == 1  # the tombstone is kept
+    assert m.entry("short") is None and m.entry("gone") is not None
+    assert m.compact(1_001, expired_before_ms=0) == 1 and m.entry("gone") is None
+
+
 def test_lwwmap_same_writer_same_timestamp_converges() -> None:
     """BUG: two writes of one key by one writer with the same timestamp (a misused clock) and
     equal encoded values tie completely, so each replica keeps whichever arrived first; the

@@ -8,8 +8,9 @@ import pytest
 from services_real import eventually, fast, real_cluster, registered
 from services_sim import SimServices
 
+from crdts import LWWMap
 from foundation_p2p.node import Node
-from foundation_p2p.services.cache import Cache
+from foundation_p2p.services.cache import CACHE_REPLICA, COMPACT_EVERY, Cache
 from foundation_p2p.services.messaging import RemoteError
 from simulations.cluster import SimCluster
 
@@ -169,6 +170,36 @@ def test_replicated_entries_converge_after_a_partition_in_the_simulator():
     values = {asyncio.run(c.get("k")) for c in caches.values()}
     assert values == {"right side"}  # the later write wins everywhere
     assert all(asyncio.run(c.get("short")) is None for c in caches.values())  # expired
+
+
+def test_replicated_expired_entries_are_compacted_and_never_come_back():
+    """A cache of short-lived keys must not grow for good: each node's writes compact the
+    shared replica every COMPACT_EVERY seconds, dropping expired entries. Anti-entropy does
+    not bring them back (the causal context remembers them), and the replicas converge."""
+    sim = SimCluster(3, seed=5)
+    services = SimServices(sim)
+    caches = {
+        n: Cache(sim.nodes[n], services.registries[n], None, "sess", clock=lambda: sim.now)
+        for n in sim.nodes
+    }
+    services.run(3.0)
+    for i in range(200):
+        asyncio.run(caches[f"n{i % 3}"].put(f"s{i}", i, ttl=1.0))
+    asyncio.run(caches["n0"].put("kept", "forever"))
+    services.run(2.0)
+    raw = {n: sim.nodes[n].engine.replica(CACHE_REPLICA, LWWMap) for n in sim.nodes}
+    assert all(len(r.value) == 201 for r in raw.values())  # held, though expired
+    services.run(COMPACT_EVERY)
+    for n, cache in caches.items():  # the next write on each node compacts
+        asyncio.run(cache.put(f"last-{n}", n))
+        assert cache.stats["compacted"] == 200
+    assert services.run_until(lambda: sim.converged(), 30.0)
+    services.run(10.0)  # anti-entropy rounds after compaction bring nothing back
+    assert all(
+        set(r.value) == {("sess", "kept"), *((("sess", f"last-{n}")) for n in sim.nodes)}
+        for r in raw.values()
+    )
+    assert asyncio.run(caches["n2"].get("kept")) == "forever"
 
 
 async def test_partitioned_keys_move_to_a_node_that_joins():
