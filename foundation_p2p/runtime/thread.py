@@ -8,6 +8,8 @@ gives a clear `NodeTimeout` instead of a hang.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -142,6 +144,62 @@ class NodeThread:
         """The node's advertised address."""
         return self.node.address
 
+    # --- cluster services, each call shipped to the node's loop ---------------------------------
+
+    @property
+    def registry(self) -> ThreadSafeService:
+        """The service registry (register, lookup, pick, watch), safe from any thread."""
+        return self._service(lambda: self.node.registry, "registry")
+
+    @property
+    def pubsub(self) -> ThreadSafeService:
+        """Publish/subscribe; callbacks run on the node's thread."""
+        return self._service(lambda: self.node.pubsub, "pubsub")
+
+    @property
+    def cache(self) -> ThreadSafeService:
+        """The default (replicated) cache: `get`, `put`, `delete`… block until done."""
+        return self._service(lambda: self.node.cache, "cache")
+
+    def open_cache(self, name: str, **options: Any) -> ThreadSafeService:
+        """The cache `name` (see Node.open_cache), safe from any thread."""
+        return self._service(lambda: self.node.open_cache(name, **options), f"cache {name!r}")
+
+    def singleton(self, name: str, run: Any, **options: Any) -> ThreadSafeService:
+        """Run `await run()` on exactly one member (see Node.singleton); `run` runs on the
+        node's loop. Returns the handle (running, owner, close), safe from any thread."""
+        handle = self.call(lambda: self.node.singleton(name, run, **options))
+        return self._service(lambda: handle, f"singleton {name!r}")
+
+    def spread(self, name: str, count: int, run: Any) -> ThreadSafeService:
+        """Run `count` workers spread over the cluster (see Node.spread), from any thread."""
+        handle = self.call(lambda: self.node.spread(name, count, run))
+        return self._service(lambda: handle, f"spread {name!r}")
+
+    def send(self, service: str, message: Any, **options: Any) -> None:
+        """Fire-and-forget `message` to one instance of `service` (Node.send)."""
+        self.run(self.node.send(service, message, **options))
+
+    def request(
+        self, service: str, request: Any, timeout: float = 1.0, retries: int = 1, **options: Any
+    ) -> Any:
+        """Request/response with one instance of `service` (Node.call; `call` here runs a
+        function on the node's loop)."""
+        return self.run(
+            self.node.call(service, request, timeout=timeout, retries=retries, **options),
+            timeout * (retries + 1) + self.timeout,
+        )
+
+    def on_member_change(self, callback: Callable[[Any], object]) -> Callable[[], None]:
+        """Call `callback(MemberEvent)` on the node's thread at each change; returns an
+        unsubscribe function safe from any thread."""
+        unsubscribe = self.call(lambda: self.node.on_member_change(callback))
+        return lambda: self.call(unsubscribe)
+
+    def _service(self, resolve: Callable[[], Any], label: str) -> ThreadSafeService:
+        self.call(resolve)  # create or check it on the loop now: a bad option raises here
+        return ThreadSafeService(self, resolve, label)
+
 
 class ThreadSafeReplica:
     """A replica handle usable from any thread: each call runs on the node's loop."""
@@ -175,3 +233,47 @@ class ThreadSafeReplica:
 
     def __repr__(self) -> str:
         return f"ThreadSafeReplica({self._name!r})"
+
+
+class ThreadSafeService:
+    """A cluster service usable from any thread: each method runs on the node's loop and, if it
+    returns an awaitable, is waited for there; plain attributes are read on the loop."""
+
+    def __init__(self, owner: NodeThread, resolve: Callable[[], Any], label: str) -> None:
+        self._owner = owner
+        self._resolve = resolve
+        self._label = label
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        found = self._owner.call(lambda: getattr(self._resolve(), attr))
+        if not callable(found):
+            return found
+
+        def proxied(*args: Any, **kwargs: Any) -> Any:
+            async def invoke() -> Any:
+                result = getattr(self._resolve(), attr)(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+
+            return _safe(self._owner, self._owner.run(invoke()), attr)
+
+        proxied.__name__ = attr
+        return proxied
+
+    def __len__(self) -> int:
+        return int(self._owner.call(lambda: len(self._resolve())))
+
+    def __repr__(self) -> str:
+        return f"ThreadSafeService({self._label})"
+
+
+def _safe(owner: NodeThread, result: Any, label: str) -> Any:
+    """A handle the node returned (a Registration, a Subscription…) wrapped so that its methods
+    run on the loop too; data (values, dataclass records) is returned as it is."""
+    kind = type(result)
+    if kind.__module__.startswith("foundation_p2p.") and not dataclasses.is_dataclass(result):
+        return ThreadSafeService(owner, lambda: result, f"{label} -> {kind.__name__}")
+    return result
