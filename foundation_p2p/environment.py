@@ -484,6 +484,8 @@ async def _discovery_findings(
                 )
     elif isinstance(strategy, ConsulDiscovery):
         findings += await _consul_findings(strategy, timeout)
+    elif type(strategy).__name__ == "MdnsDiscovery":  # zeroconf loads only when chosen
+        findings += _mdns_findings(config, getattr(strategy, "interfaces", None))
     elif isinstance(strategy, StaticDiscovery):
         reachable = [seed for seed in strategy.seeds if await _tcp_open(seed, timeout)]
         if not reachable:
@@ -497,6 +499,71 @@ async def _discovery_findings(
                 )
             )
     return findings
+
+
+def _mdns_findings(config: Config, pinned: list[str] | None) -> list[Finding]:
+    """Whether mDNS can work where it will run: the pinned address is on this host, the
+    interface carries multicast, and a loopback pin is not mistaken for a LAN."""
+    import ifaddr
+
+    adapters = {
+        str(ip.ip if isinstance(ip.ip, str) else ip.ip[0]): adapter.name
+        for adapter in ifaddr.get_adapters()
+        for ip in adapter.ips
+    }
+    if pinned is None:  # 0.0.0.0 / ::: every interface
+        multicast = [name for name in set(adapters.values()) if _multicast(name) is True]
+        if not multicast:
+            return [
+                Finding(
+                    "warning",
+                    "mdns.no_multicast",
+                    "no network interface here carries multicast, so mDNS finds no peer",
+                    "use discovery=static (seeds), dns or consul, or enable multicast",
+                )
+            ]
+        return [Finding("info", "mdns.interfaces", "mDNS on " + ", ".join(sorted(multicast)), "")]
+    findings = []
+    for ip in pinned:
+        name = adapters.get(ip)
+        if name is None:
+            findings.append(
+                Finding(
+                    "error",
+                    "mdns.no_interface",
+                    f"listen={config.listen}: {ip} is on no interface of this host",
+                    "listen on an address of this host (ip addr shows them), or 0.0.0.0",
+                )
+            )
+        elif ipaddress.ip_address(ip).is_loopback:
+            findings.append(
+                Finding(
+                    "warning" if config.profile == "production" else "info",
+                    "mdns.loopback",
+                    f"mDNS is pinned to {ip} ({name}): only nodes on this host can find it",
+                    "listen on the LAN address (or 0.0.0.0) for peers on other hosts",
+                )
+            )
+        elif _multicast(name) is False:
+            findings.append(
+                Finding(
+                    "warning",
+                    "mdns.no_multicast",
+                    f"interface {name} ({ip}) does not carry multicast, so mDNS finds no peer",
+                    "use discovery=static (seeds), dns or consul, or enable multicast "
+                    f"(ip link set {name} multicast on)",
+                )
+            )
+    return findings
+
+
+def _multicast(interface: str) -> bool | None:
+    """Whether the interface has IFF_MULTICAST (None where /sys/class/net cannot tell)."""
+    try:
+        flags = int(Path(f"/sys/class/net/{interface}/flags").read_text().strip(), 16)
+    except (OSError, ValueError):
+        return None
+    return bool(flags & 0x1000)
 
 
 async def _consul_findings(consul: ConsulDiscovery, timeout: float) -> list[Finding]:

@@ -70,3 +70,34 @@ async def test_consul_agent_down_or_failing_is_an_error() -> None:
     )
     finding = next(f for f in down if f.code == "discovery.unreachable")
     assert "CONSUL_HTTP_ADDR" in finding.fix
+
+
+async def test_mdns_pinned_to_loopback_is_a_warning_in_production_only() -> None:
+    production = Config.production(listen="127.0.0.1:7946")
+    assert codes(await check_readiness(production, environ={}))["mdns.loopback"] == "warning"
+    assert codes(await check_readiness(dev(), environ={}))["mdns.loopback"] == "info"
+
+
+async def test_mdns_on_an_address_this_host_lacks_is_an_error() -> None:
+    config = Config.development(listen="192.0.2.7:7946")  # TEST-NET-1: on no interface here
+    findings = await check_readiness(config, environ={})
+    assert codes(findings)["mdns.no_interface"] == "error"
+    assert "192.0.2.7" in next(f.message for f in findings if f.code == "mdns.no_interface")
+
+
+async def test_mdns_on_an_interface_without_multicast_is_a_warning(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import ifaddr
+
+    import foundation_p2p.environment as environment
+
+    fake = [ifaddr.Adapter("eth9", "eth9", [ifaddr.IP("10.1.2.3", 24, "eth9")])]
+    monkeypatch.setattr(ifaddr, "get_adapters", lambda: fake)
+    monkeypatch.setattr(environment, "_multicast", lambda name: False)
+    pinned = await check_readiness(Config.development(listen="10.1.2.3:7946"), environ={})
+    assert codes(pinned)["mdns.no_multicast"] == "warning"
+    assert "eth9" in next(f.message for f in pinned if f.code == "mdns.no_multicast")
+    everywhere = await check_readiness(Config.development(listen="0.0.0.0:7946"), environ={})
+    assert codes(everywhere)["mdns.no_multicast"] == "warning"
+    monkeypatch.setattr(environment, "_multicast", lambda name: True)
+    fine = await check_readiness(Config.development(listen="0.0.0.0:7946"), environ={})
+    assert codes(fine)["mdns.interfaces"] == "info" and "mdns.no_multicast" not in codes(fine)
