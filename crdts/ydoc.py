@@ -190,12 +190,15 @@ def _delete_set(update: bytes) -> list[list[int]] | None:
 def update_clocks(update: bytes) -> dict[int, int]:
     """{client: clock} a document must reach to hold an update. pycrdt reports nothing for an
     update whose dependencies are missing, so a one-client update counts up to its first struct
-    at least."""
+    at least; and a delete-only update needs the structs it deletes (a document without them
+    only parks the deletion, so it does not hold it yet)."""
     clocks = _decode_state(bytes(update_state(update)))
     start = _single_client_start(update)
     if start is not None and _leading_count(update) == 1:
         client, clock = start
         clocks[client] = max(clocks.get(client, 0), clock + 1)
+    for client, *ranges in _delete_set(update) or ():
+        clocks[client] = max(clocks.get(client, 0), ranges[-1])
     return clocks
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crdts import AWORSet, LWWMap, PNCounter
-from simulations import Dist, SimCluster
+from simulations import Dist, SimCluster, settle
 from simulations.invariants import no_lost_writes
 
 
@@ -97,6 +97,26 @@ def test_a_write_that_never_left_a_node_wiped_by_restart_is_marked_lost():
     assert sim.run_until(lambda s: s.converged(), timeout=60.0)
     assert [w.lost for w in sim.writes] == [True]
     assert not no_lost_writes(sim)
+
+
+def test_a_shared_state_delete_lost_with_its_node_is_marked_lost():
+    """Found by the state machine: n3 deletes a key and crashes before pushing it. A node that
+    lacks the deleted item (it was down when the key was set) only parks such a deletion, so
+    it does not hold it: the delete is lost with n3, not "missing" everywhere after settling."""
+    sim = SimCluster(nodes=4, seed=0)
+    sim.run_for(2.0)
+    sim.node("n1").shared_state("line-3").counter("visits").increment(1)
+    sim.crash("n1")
+    sim.node("n0").shared_state("line-3")["k1"] = 0
+    sim.run_for(0.01)
+    del sim.node("n3").shared_state("line-3")["k1"]
+    sim.restart("n1", keep_state=True)  # holds line-3, but not k1
+    sim.crash("n3")
+    sim.restart("n3", keep_state=False)
+    assert [w.lost for w in sim.writes] == [False, False, True]
+    assert settle(sim, quiet=2.0, timeout=60.0)
+    assert not no_lost_writes(sim)
+    assert sim.node("n0").shared_state("line-3").get("k1") == 0
 
 
 def test_a_restarted_empty_node_writes_under_a_new_replica_id():
