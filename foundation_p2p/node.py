@@ -48,7 +48,7 @@ from foundation_p2p.runtime.persistence import (
     write_backup_file,
 )
 from foundation_p2p.services.replicas import ReplicaHandle
-from foundation_p2p.services.state import NodeHost, SharedState
+from foundation_p2p.services.state import NodeHost, SharedState, with_layout
 from transport import Keyring, Limits, Transport, load_key_file
 from transport.discovery import Announcement, Candidate, Discovery
 
@@ -260,14 +260,14 @@ class Node:
         """`{node_id: "alive"|"suspect"|"dead"|"left"}`, this node included."""
         return self._require_engine().members()
 
-    def shared_state(self, name: str) -> SharedState:
+    def shared_state(self, name: str, layout: str | None = None) -> SharedState:
         """The SharedState `name` on this node: the same object every time, usable before
-        start (its methods need the node running)."""
+        start (its methods need the node running); `layout` "map" (default) or "kv"."""
         state = self._shared_states.get(name)
         if state is None:
             created = SharedState._create(name, NodeHost(self, self._flush_durable_for_state))
             state = self._shared_states.setdefault(name, created)
-        return state
+        return with_layout(state, layout)
 
     async def _flush_durable_for_state(self) -> None:
         flush = getattr(self, "flush_durable", None)

@@ -29,7 +29,7 @@ from foundation_p2p.engine import (
 )
 from foundation_p2p.engine.messages import Message
 from foundation_p2p.services.replicas import ReplicaHandle
-from foundation_p2p.services.state import SharedState
+from foundation_p2p.services.state import SharedState, with_layout
 from simulations.network import Dist, Link, Network
 
 _TICK, _DELIVER, _CALL = 0, 1, 2
@@ -97,13 +97,14 @@ class SimNode:
             self._handles[name] = handle
         return handle
 
-    def shared_state(self, name: str) -> SharedState:
-        """The node's SharedState `name` (the same object every time, across restarts). Its
-        async methods run on the virtual clock: `sim.complete(state.synced(timeout=2.0))`."""
+    def shared_state(self, name: str, layout: str | None = None) -> SharedState:
+        """The node's SharedState `name` (the same object every time, across restarts;
+        `layout` "map" or "kv"). Its async methods run on the virtual clock:
+        `sim.complete(state.synced(timeout=2.0))`."""
         state = self._states.get(name)
         if state is None:
             state = self._states[name] = SharedState._create(name, SimStateHost(self))
-        return state
+        return with_layout(state, layout)
 
     def members(self) -> dict[str, str]:
         """This node's view: `{node_id: status}`."""

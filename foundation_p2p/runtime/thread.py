@@ -123,9 +123,9 @@ class NodeThread:
         self.call(lambda: self.node.replica(name, cls, **options))  # create/check on the loop
         return ThreadSafeReplica(self, name, cls, options)
 
-    def shared_state(self, name: str) -> SharedState:
+    def shared_state(self, name: str, layout: str | None = None) -> SharedState:
         """The node's SharedState `name`; its methods are safe from any thread."""
-        return self.node.shared_state(name)
+        return self.node.shared_state(name, layout)
 
     def members(self) -> dict[str, str]:
         """`{node_id: status}` as this node sees it."""

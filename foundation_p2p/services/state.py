@@ -207,8 +207,8 @@ def set_default_node(resolver: Callable[[], Any]) -> None:
 
 
 class _ResolvingType(type):
-    """`SharedState(name, node=None)` returns `node.shared_state(name)`: one object per name
-    and node, the default node when none is given."""
+    """`SharedState(name, node=None, layout=None)` returns `node.shared_state(name, layout)`:
+    one object per name and node, the default node when none is given."""
 
     def __call__(cls, name: str, node: Any = None, layout: str | None = None) -> Any:
         if node is None:
@@ -217,10 +217,14 @@ class _ResolvingType(type):
                     "no default node: import foundation_p2p (or pass node=) to use SharedState"
                 )
             node = _resolve_default()
-        state = node.shared_state(name)
-        if layout is not None:
-            state._choose_layout(layout)
-        return state
+        return node.shared_state(name) if layout is None else node.shared_state(name, layout)
+
+
+def with_layout(state: SharedState, layout: str | None) -> SharedState:
+    """`state`, held to `layout` if one is given (the nodes' shared_state(name, layout=))."""
+    if layout is not None:
+        state._choose_layout(layout)
+    return state
 
 
 class SharedState(metaclass=_ResolvingType):

@@ -229,3 +229,24 @@ def test_the_layout_of_a_state_is_fixed() -> None:
     m["k"] = 1
     with pytest.raises(ValueError, match="uses the 'map' layout, not 'kv'"):
         SharedState("m", node=sim.node("n2"), layout="kv")
+
+
+def test_every_node_kind_opens_a_state_with_a_layout() -> None:
+    """`node.shared_state(name, layout=)` on the simulator, the asyncio Node and NodeThread is
+    the same as `SharedState(name, node=node, layout=)`."""
+    from foundation_p2p.node import Node
+    from foundation_p2p.runtime.thread import NodeThread
+
+    sim = cluster()
+    state = sim.node("n0").shared_state("s", layout="kv")
+    assert state.layout == "kv" and state is SharedState("s", node=sim.node("n0"))
+    with pytest.raises(ValueError, match="uses the 'kv' layout, not 'map'"):
+        sim.node("n0").shared_state("s", layout="map")
+    thread = NodeThread(Node(cluster="layouts", listen="127.0.0.1:0", discovery=None)).start()
+    try:
+        kv = thread.shared_state("readings", layout="kv")
+        kv["t1"] = 21.5
+        assert kv.layout == "kv" and thread.node.shared_state("readings") is kv
+        assert kv["t1"] == 21.5
+    finally:
+        thread.stop()
