@@ -319,37 +319,10 @@ async def _ab(
 
 def run_ab(samples: int) -> dict[str, float]:
     """Two node processes: write on A, visible on B (B's observer), p50/p99 in ms."""
-    context = mp.get_context("spawn")
-    ports = [free_port() for _ in range(2)]
+    seen_by_a, seen_from_b = mp.get_context("spawn").Pipe(duplex=False)
     plan = {"samples": samples}
-    pipes = [context.Pipe() for _ in range(2)]
-    seen_by_a, seen_from_b = context.Pipe(duplex=False)
     ends = [seen_by_a, seen_from_b]
-    processes = [
-        context.Process(target=ab_process, args=(i, ports, plan, pipes[i][1], ends[i]), daemon=True)
-        for i in range(2)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        for parent, _ in pipes:
-            if not parent.poll(DEADLINE) or parent.recv() != "ready":
-                raise TimeoutError("an A->B node never became ready")
-        for parent, _ in pipes:
-            parent.send("go")
-        results = []
-        for parent, _ in pipes:
-            if not parent.poll(DEADLINE * 2):
-                raise TimeoutError("an A->B node never reported")
-            results.append(parent.recv())
-        for parent, _ in pipes:
-            parent.send("stop")
-    finally:
-        for process in processes:
-            process.join(5.0)
-            if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGKILL)
-                process.join(5.0)
+    results = run_group(ab_process, 2, plan, DEADLINE * 2, "an A->B node", extra=ends)
     written, arrivals = results[0]["written"], results[1]["arrivals"]
     latencies = [(arrivals[k] - at) * 1000 for k, at in written.items() if k in arrivals]
     return {
@@ -427,19 +400,38 @@ def run_pysyncobj(burst: int, paced: int, rate: float) -> dict[str, Any]:
 
 def _three(target: Any, plan: dict[str, Any], free_ports: int) -> dict[str, Any]:
     """Start three processes of target, run the plan, gather and summarise their results."""
+    return summarise(plan, run_group(target, 3, plan, DEADLINE * 3, "a process", free_ports))
+
+
+def run_group(
+    target: Any,
+    count: int,
+    plan: dict[str, Any],
+    report_within: float,
+    what: str,
+    free_ports: int | None = None,
+    extra: list[Any] | None = None,
+) -> list[Any]:
+    """Start `count` processes of target(i, ports, plan, pipe[, extra[i]]), wait for each to
+    say "ready", send "go", gather one result from each, send "stop"; every process is
+    joined, or killed by its pid, whatever happens."""
     context = mp.get_context("spawn")
-    ports = [free_port() for _ in range(free_ports)]
-    pipes = [context.Pipe() for _ in range(3)]
+    ports = [free_port() for _ in range(count if free_ports is None else free_ports)]
+    pipes = [context.Pipe() for _ in range(count)]
     processes = [
-        context.Process(target=target, args=(i, ports, plan, pipes[i][1]), daemon=True)
-        for i in range(3)
+        context.Process(
+            target=target,
+            args=(i, ports, plan, pipes[i][1], *([extra[i]] if extra is not None else [])),
+            daemon=True,
+        )
+        for i in range(count)
     ]
     for process in processes:
         process.start()
     try:
         for parent, _ in pipes:
             if not parent.poll(DEADLINE):
-                raise TimeoutError("a process never became ready")
+                raise TimeoutError(f"{what} never became ready")
             ready = parent.recv()
             if ready != "ready":
                 raise RuntimeError(str(ready))
@@ -447,12 +439,12 @@ def _three(target: Any, plan: dict[str, Any], free_ports: int) -> dict[str, Any]
             parent.send("go")
         results = []
         for parent, _ in pipes:
-            if not parent.poll(DEADLINE * 3):
-                raise TimeoutError("a process never reported")
+            if not parent.poll(report_within):
+                raise TimeoutError(f"{what} never reported")
             results.append(parent.recv())
         for parent, _ in pipes:
             parent.send("stop")
-        return summarise(plan, results)
+        return results
     finally:
         for process in processes:
             process.join(5.0)
@@ -642,10 +634,8 @@ def soak_process(index: int, ports: list[int], plan: dict[str, Any], conn: Conne
 
 
 async def _soak(index: int, ports: list[int], plan: dict[str, Any], conn: Connection) -> None:
-    from foundation_p2p import SharedState
-
     async with joined_node("bench-soak", index, ports) as node:
-        state = SharedState("soak", node=node, layout=plan.get("layout", "map"))
+        state = node.shared_state("soak", layout=plan.get("layout", "map"))
         conn.send("ready")
         conn.recv()
         seconds, rate = plan["seconds"], plan["rate"] / 3
@@ -679,34 +669,8 @@ async def _soak(index: int, ports: list[int], plan: dict[str, Any], conn: Connec
 
 def run_soak(seconds: float, rate: float, layout: str = "map") -> dict[str, Any]:
     """Three nodes writing rate/3 each for seconds; check every last write landed everywhere."""
-    context = mp.get_context("spawn")
-    ports = [free_port() for _ in range(3)]
     plan: dict[str, Any] = {"seconds": seconds, "rate": rate, "keys": SOAK_KEYS, "layout": layout}
-    pipes = [context.Pipe() for _ in range(3)]
-    processes = [
-        context.Process(target=soak_process, args=(i, ports, plan, pipes[i][1]), daemon=True)
-        for i in range(3)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        for parent, _ in pipes:
-            if not parent.poll(DEADLINE) or parent.recv() != "ready":
-                raise TimeoutError("a soak node never became ready")
-        for parent, _ in pipes:
-            parent.send("go")
-        results = []
-        for parent, _ in pipes:
-            if not parent.poll(seconds + DEADLINE * 2):
-                raise TimeoutError("a soak node never reported")
-            results.append(parent.recv())
-        for parent, _ in pipes:
-            parent.send("stop")
-    finally:
-        for process in processes:
-            process.join(5.0)
-            if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGKILL)
+    results = run_group(soak_process, 3, plan, seconds + DEADLINE * 2, "a soak node")
     keys = plan["keys"]
     lost = 0
     for writer, result in enumerate(results):

@@ -18,6 +18,7 @@ from pycrdt import Array, Map, Text
 
 from crdts import EMPTY_UPDATE, DecodeError, YDoc
 from crdts.ydoc import CHECKPOINT_FLOOR
+from tests.yrs_vectors import BAD, BAD_BASE, POISON, POISON_BASE
 
 
 def set_key(doc: YDoc, key: str, value: object) -> bytes:
@@ -332,19 +333,6 @@ def test_a_panic_after_a_partial_apply_rebuilds_the_replica_from_the_checkpoint(
     assert other.get("m", Map).to_py() == expected
 
 
-# Found by fuzzing corrupted updates: BAD applies to a Doc holding BAD_BASE without a panic,
-# but what it integrates encodes to bytes yrs cannot decode (a peer would refuse this node's
-# whole document). The transaction's encoding is checked, and the replica rebuilt.
-BAD_BASE = bytes.fromhex(
-    "0302030008010161017c40c00000880100017c4000000002020008010161017c00000000880301017c0000"
-    "0000010100880300017c4040000000"
-)
-BAD = bytes.fromhex(
-    "0302030008010161017c40c00000880100017c4000000002020008010161017c00000000880301017c0000"
-    "0000020100880300017c400000880201017c0000000000"
-)
-
-
 def test_an_update_whose_content_does_not_encode_is_refused_and_undone() -> None:
     doc = YDoc("a")
     doc.merge(BAD_BASE)
@@ -356,15 +344,6 @@ def test_an_update_whose_content_does_not_encode_is_refused_and_undone() -> None
     assert same(YDoc.from_wire(doc.to_wire()), doc)  # its encoding reads back
     doc.merge(set_key(YDoc("b"), "after", 1))
     assert doc.get("m", Map)["after"] == 1
-
-
-# Found by fuzzing corrupted updates: this update applies cleanly to an empty Doc, but merged
-# into a Doc holding BASE it leaves yrs panicking (Option::unwrap on None).
-POISON_BASE = bytes.fromhex(
-    "020115000801016c017c3f8000000303002801016d026b32017c3f8000000801016c027c3f800000"
-    "7c3f8000002801016d026b300177017300"
-)
-POISON = bytes.fromhex("010115018815400001863f80000000")
 
 
 def test_an_update_that_would_poison_the_document_is_refused_and_the_document_serves_on() -> None:

@@ -162,9 +162,10 @@ def test_pushes_relay_through_a_large_cluster_and_anti_entropy_completes_it(engi
     assert all(net[n].replication.replicas["hits"].value == 1 for n in names)
 
 
-def test_a_write_right_after_a_push_waits_a_little_to_join_the_rest_of_its_burst(trio):
+def burst_probe(trio):
+    """(write_at(now), pushes_at(now)): a counter write on node a, and the pushes a's timers
+    send at `now`."""
     a = trio["a"]
-    delay = trio.config.push_delay
 
     def write_at(now):
         trio.take("a", a.local_write("hits", a.replica("hits", PNCounter).increment(1), now))
@@ -174,6 +175,12 @@ def test_a_write_right_after_a_push_waits_a_little_to_join_the_rest_of_its_burst
         trio.take("a", outputs)
         return [o for o in outputs if isinstance(o, Send) and isinstance(o.message, SyncDelta)]
 
+    return write_at, pushes_at
+
+
+def test_a_write_right_after_a_push_waits_a_little_to_join_the_rest_of_its_burst(trio):
+    delay = trio.config.push_delay
+    write_at, pushes_at = burst_probe(trio)
     start = trio.now + 1.0
     write_at(start)  # a lone write: pushed as soon as it is due
     assert len(pushes_at(start + delay)) == 2
@@ -191,17 +198,8 @@ def test_a_write_right_after_a_push_waits_a_little_to_join_the_rest_of_its_burst
 
 
 def test_a_write_right_after_an_acknowledged_push_is_not_held(trio):
-    a = trio["a"]
     delay = trio.config.push_delay
-
-    def write_at(now):
-        trio.take("a", a.local_write("hits", a.replica("hits", PNCounter).increment(1), now))
-
-    def pushes_at(now):
-        outputs = a.tick(now)
-        trio.take("a", outputs)
-        return [o for o in outputs if isinstance(o, Send) and isinstance(o.message, SyncDelta)]
-
+    write_at, pushes_at = burst_probe(trio)
     start = trio.now + 1.0
     for i in range(3):  # a writer that waits until its previous write is seen: never a burst
         at = start + i * BURST_GAP / 4

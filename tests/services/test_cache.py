@@ -147,13 +147,19 @@ async def test_bad_input():
         assert await cache.get("still") == "works"
 
 
-def test_replicated_entries_converge_after_a_partition_in_the_simulator():
-    sim = SimCluster(3, seed=11)
+def sim_caches(seed: int, name: str) -> tuple[SimCluster, SimServices, dict[str, Cache]]:
+    """Three simulated nodes, each with the replicated cache `name` on the virtual clock."""
+    sim = SimCluster(3, seed=seed)
     services = SimServices(sim)
     caches = {
-        n: Cache(sim.nodes[n], services.registries[n], None, "sim", clock=lambda: sim.now)
+        n: Cache(sim.nodes[n], services.registries[n], None, name, clock=lambda: sim.now)
         for n in sim.nodes
     }
+    return sim, services, caches
+
+
+def test_replicated_entries_converge_after_a_partition_in_the_simulator():
+    sim, services, caches = sim_caches(seed=11, name="sim")
     services.run(3.0)
     sim.partition(["n0", "n1"], ["n2"])
 
@@ -176,12 +182,7 @@ def test_replicated_expired_entries_are_compacted_and_never_come_back():
     """A cache of short-lived keys must not grow for good: each node's writes compact the
     shared replica every COMPACT_EVERY seconds, dropping expired entries. Anti-entropy does
     not bring them back (the causal context remembers them), and the replicas converge."""
-    sim = SimCluster(3, seed=5)
-    services = SimServices(sim)
-    caches = {
-        n: Cache(sim.nodes[n], services.registries[n], None, "sess", clock=lambda: sim.now)
-        for n in sim.nodes
-    }
+    sim, services, caches = sim_caches(seed=5, name="sess")
     services.run(3.0)
     for i in range(200):
         asyncio.run(caches[f"n{i % 3}"].put(f"s{i}", i, ttl=1.0))

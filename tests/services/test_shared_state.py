@@ -25,6 +25,7 @@ from foundation_p2p.services.state import (
     encode_value,
 )
 from simulations import SimCluster
+from tests.yrs_vectors import BAD, BAD_BASE, POISON, POISON_BASE
 
 VALUES = [
     21.5,
@@ -517,23 +518,6 @@ def test_a_state_behaves_like_a_dict_here_and_on_a_peer(operations: list) -> Non
         assert same_value(s.to_dict(), model)
     sim.complete(s.synced(timeout=2.0))
     assert same_value(peer.to_dict(), model)
-
-
-# A peer update that makes yrs panic inside a document holding POISON_BASE (test_ydoc.py).
-POISON_BASE = bytes.fromhex(
-    "020115000801016c017c3f8000000303002801016d026b32017c3f8000000801016c027c3f800000"
-    "7c3f8000002801016d026b300177017300"
-)
-POISON = bytes.fromhex("010115018815400001863f80000000")
-# An update that applies without a panic but leaves content that does not encode (test_ydoc.py).
-BAD_BASE = bytes.fromhex(
-    "0302030008010161017c40c00000880100017c4000000002020008010161017c00000000880301017c0000"
-    "0000010100880300017c4040000000"
-)
-BAD = bytes.fromhex(
-    "0302030008010161017c40c00000880100017c4000000002020008010161017c00000000880301017c0000"
-    "0000020100880300017c400000880201017c0000000000"
-)
 
 
 @pytest.mark.parametrize(("base", "update"), [(POISON_BASE, POISON), (BAD_BASE, BAD)])

@@ -18,6 +18,7 @@ from foundation_p2p.node import Node, NodeError
 from foundation_p2p.runtime.thread import NodeThread
 from foundation_p2p.services.kvlayout import KeyValueArray
 from foundation_p2p.services.state import LAYOUTS
+from tests.yrs_vectors import BAD, BAD_BASE
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -200,18 +201,6 @@ async def test_durable_writes_are_there_after_a_restart(tmp_path: Path, layout: 
         s = SharedState("s", node=node, layout=layout)
         assert s["durable"] == b"yes" and s["k49"] == 49 and len(s) == 52
         assert s.counter("c").value == 3
-
-
-# An update that applies without a panic but leaves content that does not encode: the YDoc
-# refuses it and rebuilds its Doc (tests/crdts/test_ydoc.py).
-BAD_BASE = bytes.fromhex(
-    "0302030008010161017c40c00000880100017c4000000002020008010161017c00000000880301017c0000"
-    "0000010100880300017c4040000000"
-)
-BAD = bytes.fromhex(
-    "0302030008010161017c40c00000880100017c4000000002020008010161017c00000000880301017c0000"
-    "0000020100880300017c400000880201017c0000000000"
-)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
