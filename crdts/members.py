@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 import msgpack
@@ -109,6 +110,11 @@ class MemberTable:
         """`{node_id: status}`."""
         return {node: m.status for node, m in self._members.items()}
 
+    @property
+    def members(self) -> Mapping[str, Member]:
+        """`{node_id: Member}`, a read-only live view (for loops that look up many nodes)."""
+        return MappingProxyType(self._members)
+
     def get(self, node: str) -> Member | None:
         """What is known about `node`."""
         return self._members.get(node)
@@ -164,6 +170,25 @@ class MemberTable:
             self._put(node, member)
             delta._put(node, member)
         return delta
+
+    def restore_alive(self, peers: Mapping[str, str]) -> list[str]:
+        """Record each node of `peers` (node -> address) not yet known as alive at incarnation
+        0 with no metadata; return the nodes added, in order (a persisted peer list, in bulk)."""
+        members, digest, dirty = self._members, self._digest, self._dirty
+        added = []
+        for node, address in peers.items():
+            if node in members:
+                continue
+            check_replica(node)
+            if type(address) is not str:
+                raise TypeError(f"address must be a str, got {type(address).__name__}")
+            member = Member(0, "alive", check_text(address), {})
+            members[node] = member
+            if digest is not None:
+                digest[node] = _digest_entry(member)
+                dirty.add(node)
+            added.append(node)
+        return added
 
     def advance(self, node: str, incarnation: int, status: Status) -> Member | None:
         """Record news of a new incarnation or status for a known node, keeping its address and

@@ -21,8 +21,11 @@ from foundation_p2p.engine import (
     Event,
     MemberDown,
     MemberSuspect,
+    MemberUp,
     Output,
+    ProtocolErrorEvent,
     RemoteProtocolError,
+    ReplicaChanged,
     Send,
     decode,
     encode,
@@ -341,16 +344,19 @@ class SimCluster:
 
     def _run_to(self, end: float) -> None:
         heap = self._heap
+        pop = heapq.heappop
+        deliver = self._deliver
         while heap and heap[0][0] <= end:
-            when, _, kind, payload = heapq.heappop(heap)
-            self.now = max(self.now, when)
-            if kind == _TICK:
+            when, _, kind, payload = pop(heap)
+            if when > self.now:
+                self.now = when
+            if kind == _DELIVER:
+                deliver(*payload)
+            elif kind == _TICK:
                 node, generation = payload
                 if node.up and node.generation == generation and node.tick_at == when:
                     node.tick_at = None
                     self._process(node, node.engine.tick(self.now))
-            elif kind == _DELIVER:
-                self._deliver(*payload)
             else:
                 payload()
         self.now = max(self.now, end)
@@ -365,19 +371,31 @@ class SimCluster:
             self._push(when, _TICK, (node, node.generation))
 
     def _process(self, node: SimNode, outputs: list[Output]) -> None:
+        sent: Message | None = None
+        body = b""
         for output in outputs:
-            if isinstance(output, Send):
-                self._send(node.node_id, output.dst, output.message)
+            if type(output) is Send:
+                message = output.message
+                if message is not sent:  # a push to several peers is encoded once
+                    sent, body = message, encode(message)
+                self._send(node.node_id, output.dst, message, body)
             else:
-                self._observe(node, output)
+                self._observe(node, output)  # type: ignore[arg-type]
         deadline = node.engine.next_deadline()
         if deadline is not None and node.up:
-            self._schedule_tick(node, max(deadline, self.now))
+            when = deadline if deadline > self.now else self.now
+            if node.tick_at is None or when < node.tick_at:
+                node.tick_at = when
+                self._push(when, _TICK, (node, node.generation))
 
     def _observe(self, node: SimNode, event: Event) -> None:
         node.events.append((self.now, event))
-        for listener in list(node._listeners):
-            listener(event)
+        if node._listeners:
+            for listener in list(node._listeners):
+                listener(event)
+        kind = type(event)
+        if kind is MemberUp or kind is ReplicaChanged:
+            return
         if isinstance(event, MemberDown):
             target = self.nodes.get(event.node)
             if event.node in self.crashed_at and target is not None and not target.up:
@@ -388,36 +406,44 @@ class SimCluster:
             target = self.nodes.get(event.node)
             if target is not None and target.up and not self.network.faulty:
                 self.false_suspicions.append((self.now, node.node_id, event.node))
-        elif type(event).__name__ == "ProtocolErrorEvent":
-            self.protocol_errors[event.reason] += 1  # type: ignore[union-attr]
+        elif isinstance(event, ProtocolErrorEvent):
+            self.protocol_errors[event.reason] += 1
 
     # --- the network ------------------------------------------------------------------------
 
-    def _send(self, src: str, dst: str, message: Message) -> None:
-        body = encode(message)
+    def _send(self, src: str, dst: str, message: Message, body: bytes) -> None:
         stats = self._stats[src]
         stats.sent += 1
         stats.bytes_sent += len(body)
         target = self.nodes.get(dst)
-        if target is None or not self.network.reachable(src, dst):
+        network = self.network
+        link = None if target is None else network.route(src, dst)
+        if link is None or target is None:
             stats.dropped += 1
             return
-        link = self.network.link(src, dst)
-        if link.loss and self.rng.random() < link.loss:
+        rng = self.rng
+        if link.loss and rng.random() < link.loss:
             stats.dropped += 1
             return
-        copies = 2 if link.duplicate and self.rng.random() < link.duplicate else 1
+        copies = 2 if link.duplicate and rng.random() < link.duplicate else 1
         for _ in range(copies):
-            if self.network.is_held(src, dst):
+            if network.holding and network.is_held(src, dst):
                 self._held.setdefault((src, dst), []).append(
                     (src, dst, body, message, target.generation)
                 )
                 continue
-            when = self.now + link.latency.sample(self.rng)
+            when = self.now + link.latency.sample(rng)
             if not link.reorder:
-                when = max(when, self._fifo.get((src, dst), 0.0))
-                self._fifo[(src, dst)] = when
-            self._push(when, _DELIVER, (src, dst, body, message, target.generation))
+                route = (src, dst)
+                last = self._fifo.get(route, 0.0)
+                if last > when:
+                    when = last
+                self._fifo[route] = when
+            self._seq += 1
+            heapq.heappush(
+                self._heap,
+                (when, self._seq, _DELIVER, (src, dst, body, message, target.generation)),
+            )
 
     def _deliver(self, src: str, dst: str, body: bytes, message: Message, generation: int) -> None:
         node = self.nodes[dst]
@@ -426,8 +452,9 @@ class SimCluster:
         stats = self._stats[dst]
         stats.received += 1
         stats.bytes_received += len(body)
-        self._trace.update(f"{self.now:.9f}|{src}|{dst}|".encode())
-        self._trace.update(body)
+        trace = self._trace
+        trace.update(f"{self.now:.9f}|{src}|{dst}|".encode())
+        trace.update(body)
         if self.on_deliver is not None:
             self.on_deliver(self.now, src, dst, message)
         decoded = message

@@ -32,6 +32,8 @@ from foundation_p2p.engine.messages import (
 )
 from foundation_p2p.engine.replication import MEMBERS, Replication
 
+_RECEIVED: dict[type, str] = {}  # message type -> its "received." counter key
+
 
 class Engine:
     """One node's protocol state machine."""
@@ -89,7 +91,11 @@ class Engine:
     def receive(self, now: float, src: str, message: Message) -> list[Output]:
         """Handle a decoded message from peer `src`."""
         self._now = max(self._now, now)
-        self.counters[f"received.{type(message).__name__}"] += 1
+        kind = type(message)
+        counter = _RECEIVED.get(kind)
+        if counter is None:
+            counter = _RECEIVED[kind] = f"received.{kind.__name__}"
+        self.counters[counter] += 1
         if self.membership.leaving:
             return self._outbox.drain()
         try:
@@ -152,9 +158,10 @@ class Engine:
         """The earliest `now` at which tick() has work (None if idle)."""
         if self.membership.leaving:
             return None
-        due = (self.membership.next_deadline(), self.replication.next_deadline())
-        times = [t for t in due if t is not None]
-        return min(times) if times else None
+        membership, replication = self.membership.next_deadline(), self.replication.next_deadline()
+        if membership is None:
+            return replication
+        return membership if replication is None or membership <= replication else replication
 
     def join(self, now: float, node: str, address: str = "") -> list[Output]:
         """Contact a peer found by a seed list or discovery, and sync with it at once."""

@@ -105,6 +105,8 @@ class Membership:
         self._live: dict[str, None] = {}  # other members alive or suspect (an ordered set)
         self._alive: dict[str, None] = {}
         self._timers: list[tuple[float, str, str]] = []
+        self._limit_size = 0  # the cluster size the cached retransmit limit is for
+        self._limit = 0
         self._queue_self()
 
     # --- views --------------------------------------------------------------------------
@@ -126,14 +128,16 @@ class Membership:
         """Members believed live, ourselves included."""
         return 1 + len(self._live)
 
-    def _touch(self, node: str) -> None:
-        """Keep the live-peer indexes and the table version in step with the table."""
+    def _touch(self, node: str, status: str | None = None) -> None:
+        """Keep the live-peer indexes and the table version in step with the table (`status`:
+        the node's status now, if the caller has it at hand)."""
         self.version += 1
         if node == self.node_id:
             return
-        member = self.table.get(node)
-        status = member.status if member else None
-        if status in LIVE:
+        if status is None:
+            member = self.table.get(node)
+            status = member.status if member else None
+        if status == "alive" or status == "suspect":
             self._live.setdefault(node, None)
         else:
             self._live.pop(node, None)
@@ -149,24 +153,27 @@ class Membership:
 
     def take_rumours(self) -> tuple[Rumour, ...]:
         """Rumours to piggyback on the next message."""
-        limit = self.config.retransmit_limit(self.cluster_size())
-        return self.rumours.take(self.config.max_rumours_per_message, limit)
+        size = 1 + len(self._live)
+        if size != self._limit_size:
+            self._limit_size, self._limit = size, self.config.retransmit_limit(size)
+        return self.rumours.take(self.config.max_rumours_per_message, self._limit)
 
     def next_deadline(self) -> float | None:
         """The earliest time tick() has work to do."""
-        times: list[float] = []
-        if self._next_probe_at is not None:
-            times.append(self._next_probe_at)
-        if self._probe is not None:
-            times.append(self._probe.period_end)
-            if not self._probe.acked and not self._probe.indirect_sent:
-                times.append(self._probe.direct_deadline)
-        if self._next_gossip_at is not None and len(self.rumours):
-            times.append(self._next_gossip_at)
+        best = self._next_probe_at
+        probe = self._probe
+        if probe is not None:
+            if best is None or probe.period_end < best:
+                best = probe.period_end
+            if not probe.acked and not probe.indirect_sent and probe.direct_deadline < best:
+                best = probe.direct_deadline
+        gossip = self._next_gossip_at
+        if gossip is not None and (best is None or gossip < best) and len(self.rumours):
+            best = gossip
         timer = self._next_timer()
-        if timer is not None:
-            times.append(timer)
-        return min(times) if times else None
+        if timer is not None and (best is None or timer < best):
+            best = timer
+        return best
 
     # --- timers -------------------------------------------------------------------------
 
@@ -177,8 +184,9 @@ class Membership:
         self._tick_probe(now)
         self._tick_timers(now)
         self._tick_gossip(now)
-        for seq in [s for s, r in self._relays.items() if r.expires <= now]:
-            del self._relays[seq]
+        if self._relays:
+            for seq in [s for s, r in self._relays.items() if r.expires <= now]:
+                del self._relays[seq]
 
     def _scaled(self, seconds: float) -> float:
         return seconds * (self.health + 1)
@@ -391,7 +399,7 @@ class Membership:
         self, now: float, src: str, rumours: tuple[Rumour, ...], spread: bool = True
     ) -> None:
         """Apply piggybacked news; a bad rumour is refused alone (counted), the rest applied."""
-        known = self.table.get
+        known = self.table.members.get
         rank = STATUS_RANK
         suspicions = self._suspicions
         for rumour in rumours:
@@ -427,7 +435,7 @@ class Membership:
         learned second-hand is taken as "suspect" (as memberlist's mergeState does), so a node
         that one side of a healed partition declared dead has a suspicion timeout to refute.
         """
-        known = self.table.get
+        known = self.table.members.get
         news = []
         for node, m in table.items():
             dead = m.status == "dead"
@@ -581,7 +589,7 @@ class Membership:
                 return
             claim = self.table.get(rumour.node)
             assert claim is not None
-        self._touch(rumour.node)
+        self._touch(rumour.node, claim.status)
         if spread:  # members' metadata maps are never mutated in place: share them
             self.rumours.push(
                 Rumour(
@@ -643,9 +651,15 @@ class Membership:
 
     def restore(self, now: float, peers: dict[str, str]) -> None:
         """Remember peers (node -> address) from a persisted peer list, without gossiping them."""
-        for node, address in peers.items():
-            if node != self.node_id and node not in self.table:
-                self._record(now, Rumour(node, 0, "alive", address), spread=False)
+        others = {node: address for node, address in peers.items() if node != self.node_id}
+        live, alive, emit = self._live, self._alive, self.outbox.emit
+        for node in self.table.restore_alive(others):  # the news _record would make, in bulk
+            self.version += 1
+            live[node] = alive[node] = None
+            self._suspicions.pop(node, None)
+            self._gone_since.pop(node, None)
+            self._retries.pop(node, None)
+            emit(MemberUp(node, others[node]))
 
     def leave(self) -> None:
         """Announce a graceful departure; stop probing."""

@@ -223,8 +223,10 @@ class Replication:
 
     def next_deadline(self) -> float | None:
         """The earliest time tick() has work to do."""
-        times = [t for t in (self._flush_at, self._next_anti_entropy_at) if t is not None]
-        return min(times) if times else None
+        flush, sync = self._flush_at, self._next_anti_entropy_at
+        if flush is None:
+            return sync
+        return flush if sync is None or flush <= sync else sync
 
     def tick(self, now: float) -> None:
         """Flush pushes, start an anti-entropy round, and retry dead members, when due."""

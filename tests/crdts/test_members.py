@@ -272,3 +272,38 @@ def test_kept_digest_and_fingerprint_equal_a_fresh_computation(ops: list[Any]) -
     assert fresh.digest() == t.digest()
     assert fresh.fingerprint() == t.fingerprint()
     assert t.copy().fingerprint() == t.fingerprint()
+
+
+def test_restore_alive_adds_only_unknown_nodes_as_alive_at_incarnation_zero() -> None:
+    t = MemberTable("a")
+    t.dead("b", 3)
+    added = t.restore_alive({"b": "b:1", "c": "c:1", "d": ""})
+    assert added == ["c", "d"]
+    assert t.get("b") == Member(3, "dead")
+    assert t.get("c") == Member(0, "alive", "c:1")
+    assert t.members["d"] == Member(0, "alive", "")
+    built = MemberTable("a")
+    built.dead("b", 3)
+    built.alive("c", 0, "c:1")
+    built.alive("d", 0)
+    assert t.digest() == built.digest() and t.fingerprint() == built.fingerprint()
+
+
+def test_restore_alive_refuses_bad_ids_and_addresses() -> None:
+    t = MemberTable("a")
+    with pytest.raises(TypeError):
+        t.restore_alive({"": "x"})
+    with pytest.raises(TypeError):
+        t.restore_alive({"b": 7})  # type: ignore[dict-item]
+    with pytest.raises(ValueError):
+        t.restore_alive({"b": "\ud800"})
+    assert len(t) == 0
+
+
+def test_the_members_view_is_live_and_read_only() -> None:
+    t = MemberTable("a")
+    view = t.members
+    t.alive("b", 1)
+    assert view["b"] == Member(1, "alive")
+    with pytest.raises(TypeError):
+        view["c"] = Member(0, "alive")  # type: ignore[index]

@@ -318,3 +318,21 @@ def test_in_a_three_node_cluster_suspicion_waits_only_the_minimum(engine_net):
     net.run(minimum + 0.2)
     # one other member can never make the two confirmations expected: memberlist waits the minimum
     assert first(net, "a", MemberDown, "c") == pytest.approx(accused + minimum, abs=0.06)
+
+
+def test_restore_knows_persisted_peers_as_news_would_without_gossiping_them():
+    from foundation_p2p.engine import Engine
+
+    restored, told = Engine("a", Config.simulation()), Engine("a", Config.simulation())
+    restored.membership.restore(0.0, {"a": "a", "b": "b:1", "c": "c:1"})
+    events = restored.tick(0.0)
+    for node, address in (("b", "b:1"), ("c", "c:1")):
+        told.membership.add_candidate(0.0, node, address)
+    ups = [e for e in events if isinstance(e, MemberUp)]
+    assert ups == [MemberUp("b", "b:1"), MemberUp("c", "c:1")]
+    assert restored.members() == told.members() == {"a": "alive", "b": "alive", "c": "alive"}
+    assert restored.membership.table.fingerprint() == told.membership.table.fingerprint()
+    assert restored.membership.peers() == ["b", "c"] and restored.membership.cluster_size() == 3
+    assert [r.node for r in restored.membership.rumours.pending()] == ["a"]
+    restored.membership.restore(1.0, {"b": "b:2"})  # a known peer keeps what we know of it
+    assert restored.membership.address_of("b") == "b:1"

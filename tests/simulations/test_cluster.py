@@ -155,3 +155,21 @@ def test_bad_verbs_are_refused_clearly():
         sim.partition(["n0", "n1"], ["n1"])
     with pytest.raises(ValueError, match="probability"):
         sim.set_link("n0", "n1", loss=2.0)
+
+
+def test_a_route_is_the_link_when_reachable_and_none_when_cut():
+    from simulations.network import Link, Network
+
+    net = Network(Link(loss=0.1))
+    net.set_link("a", "b", loss=0.5)
+    assert net.route("a", "b") == Link(loss=0.5) and net.route("b", "a") == Link(loss=0.1)
+    net.partition([["a"], ["b", "c"]])
+    net.partition_oneway(["b"], ["c"])
+    for src, dst in (("a", "b"), ("b", "a"), ("b", "c"), ("c", "b"), ("a", "a")):
+        assert (net.route(src, dst) is not None) == net.reachable(src, dst)
+        if net.reachable(src, dst):
+            assert net.route(src, dst) == net.link(src, dst)
+    net.heal()
+    assert net.route("a", "c") == Link(loss=0.1) and not net.holding
+    net.hold("a", "c")
+    assert net.holding
