@@ -1,6 +1,7 @@
 """SharedState benchmark: local sets, wire size, 3-node replication, visibility, memory, soak.
 
-Run: python -m bench.shared_state [--quick] [--soak-seconds S] [--skip-pysyncobj] [--skip-redis]
+Run: python -m bench.shared_state [--quick] [--soak-seconds S] [--soak-only]
+                                  [--skip-pysyncobj] [--skip-redis]
      (or python bench/shared_state.py)
 
 Rows, each measured in this run on this machine (compare ratios, not absolute figures):
@@ -27,6 +28,7 @@ Rows, each measured in this run on this machine (compare ratios, not absolute fi
                    of the same writes (same keys, 10 ms batches), in a fresh process: what Yjs
                    itself keeps per overwritten Y.Map entry.
   soak, layout=kv  the same with SharedState(..., layout="kv") (keys in a Y.Array of entries).
+  soak, layout=lanes  the same with SharedState(..., layout="lanes") (a Y.Array per writer).
 Everything listens on 127.0.0.1; every process started is stopped by its pid.
 """
 
@@ -706,6 +708,7 @@ def main() -> None:
     parser.add_argument("--soak-seconds", type=float, default=None)
     parser.add_argument("--skip-pysyncobj", action="store_true")
     parser.add_argument("--skip-redis", action="store_true")
+    parser.add_argument("--soak-only", action="store_true", help="only the soak rows")
     args = parser.parse_args()
     quick = args.quick
     sets = 20_000 if quick else 200_000
@@ -713,7 +716,37 @@ def main() -> None:
     soak_seconds = args.soak_seconds if args.soak_seconds is not None else (10.0 if quick else 60.0)
 
     rows: list[tuple[str, str, str, str]] = []
+    if not args.soak_only:
+        rows += other_rows(quick, sets, burst, paced, rate, args)
+    rows += soak_rows(soak_seconds)
+    print_rows(rows)
 
+
+def soak_rows(seconds: float) -> list[tuple[str, str, str, str]]:
+    """The soak in each layout, and a bare pycrdt Doc taking the same writes."""
+    rows = []
+    for layout in ("map", "kv", "lanes"):
+        soak = run_soak(seconds, 10_000, layout=layout)
+        beside = f"lost {soak['lost']}"
+        if layout == "map":
+            bare_mb = run_soak_pycrdt(soak["written"], seconds, SOAK_KEYS)
+            beside += f"; bare pycrdt Doc, same writes: +{bare_mb:.1f} MiB"
+        rows.append(
+            (
+                f"soak {seconds:.0f}s @10k/s" + ("" if layout == "map" else f", layout={layout}"),
+                f"{soak['writes_per_s']:,.0f} writes/s, +{soak['rss_growth_mb']:.1f} MiB",
+                beside,
+                f"RSS growth after warm-up {soak['rss_growth_pct']:.1f}% (goal <= 10%)",
+            )
+        )
+    return rows
+
+
+def other_rows(
+    quick: bool, sets: int, burst: int, paced: int, rate: float, args: argparse.Namespace
+) -> list[tuple[str, str, str, str]]:
+    """Every row but the soaks."""
+    rows: list[tuple[str, str, str, str]] = []
     raw = raw_pycrdt_sets(sets)
     ours = asyncio.run(shared_state_sets(sets))
     rows.append(
@@ -802,26 +835,11 @@ def main() -> None:
         )
     )
 
-    soak = run_soak(soak_seconds, 10_000)
-    bare_mb = run_soak_pycrdt(soak["written"], soak_seconds, SOAK_KEYS)
-    rows.append(
-        (
-            f"soak {soak_seconds:.0f}s @10k/s",
-            f"{soak['writes_per_s']:,.0f} writes/s, +{soak['rss_growth_mb']:.1f} MiB",
-            f"lost {soak['lost']}; bare pycrdt Doc, same writes: +{bare_mb:.1f} MiB",
-            f"RSS growth after warm-up {soak['rss_growth_pct']:.1f}% (goal <= 10%)",
-        )
-    )
-    soak_kv = run_soak(soak_seconds, 10_000, layout="kv")
-    rows.append(
-        (
-            f"soak {soak_seconds:.0f}s @10k/s, layout=kv",
-            f"{soak_kv['writes_per_s']:,.0f} writes/s, +{soak_kv['rss_growth_mb']:.1f} MiB",
-            f"lost {soak_kv['lost']}",
-            f"RSS growth after warm-up {soak_kv['rss_growth_pct']:.1f}% (goal <= 10%)",
-        )
-    )
+    return rows
 
+
+def print_rows(rows: list[tuple[str, str, str, str]]) -> None:
+    """The rows as a table, then the machine."""
     widths = [max(len(r[i]) for r in [*rows, ("row", "ours", "beside", "ratio")]) for i in range(4)]
     print(
         " | ".join(

@@ -340,6 +340,11 @@ class YDoc:
             txn = self._open
         root.integrated.insert(txn._txn, key, value)  # what Map.__setitem__ ends in
 
+    def commit_local(self) -> None:
+        """Commit the open local batch's pycrdt transaction (its delta still waits for
+        take_local(); the next edit opens a new one)."""
+        self._close_local()
+
     def take_local(self) -> bytes | None:
         """Close the local batch and return every local change it and earlier closed batches
         made, as one update (None if there is none)."""
@@ -581,7 +586,8 @@ class YDoc:
         return out
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, YDoc) and self._canonical() == other._canonical()
+        # not the encodings: yrs writes the fields of a JSON-like object in hash order
+        return isinstance(other, YDoc) and self.fingerprint() == other.fingerprint()
 
     def __repr__(self) -> str:
         return f"YDoc({self.replica!r}, state={self.digest().hex()})"

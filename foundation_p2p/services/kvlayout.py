@@ -20,7 +20,7 @@ so nothing re-reads the whole array after the first load.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pycrdt import Array
@@ -48,8 +48,9 @@ class KeyValueArray:
     """A dict view over a Yjs Array of kv entries; writes must run inside a transaction of
     the array's Doc with origin LOCAL_ORIGIN (the owner's), on the Doc's thread."""
 
-    def __init__(self, array: Array[Any]) -> None:
+    def __init__(self, array: Array[Any], on_remote: Callable[[], None] | None = None) -> None:
         self._array = array
+        self._on_remote = on_remote  # told after a peer's transaction changed the mirror
         self._keys: list[str | None] = []  # the array's entry keys in order (None: not an entry)
         self._vals: list[Any] = []
         self._count: dict[str, int] = {}  # entries per key
@@ -204,6 +205,8 @@ class KeyValueArray:
         new_keys += keys[position:]
         new_vals += vals[position:]
         self._keys, self._vals = new_keys, new_vals
+        if self._on_remote is not None:
+            self._on_remote()
         rescan: set[str] = set()
         for key in touched:
             n = count[key]

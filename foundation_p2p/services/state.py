@@ -12,7 +12,9 @@ background. The document behind it is the engine replica `state/<name>` (a `crdt
 - root Text `text:<name>` and root Array `list:<name>` (list items use the same codec).
 
 With `layout="kv"` the user's keys live instead in the root Array `kv` as `{"key", "val"}`
-entries (services/kvlayout.py), so a key rewritten many times does not grow the document.
+entries (services/kvlayout.py), so a key one node rewrites many times does not grow the
+document; with `layout="lanes"` each writer appends its entries to a root Array of its own,
+`lane:<client id>` (services/lanes.py), so that holds for any number of writers.
 
 Every pycrdt call runs on the owner's thread (the node's event loop, or the simulator).
 The synchronous methods hop there from application threads; the async ones
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,13 +35,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pycrdt import Array, Map, Text
+from pycrdt import Array, Map, Text, merge_updates
 
 from crdts import YDoc
 from foundation_p2p.config import Config
 from foundation_p2p.engine import Event, ReplicaChanged
 from foundation_p2p.engine.events import WritesAcked
 from foundation_p2p.services.kvlayout import KeyValueArray
+from foundation_p2p.services.lanes import LANE_PREFIX, LaneKeyValues
 from foundation_p2p.services.values import decode_value as decode_value
 from foundation_p2p.services.values import encode_value as encode_value
 
@@ -51,8 +55,9 @@ T = TypeVar("T")
 STATE_PREFIX = "state/"
 DATA_ROOT = "data"
 KV_ROOT = "kv"
-LAYOUTS = ("map", "kv")
-"""Where a state keeps its keys: the root Map `data` (the default) or the root Array `kv`."""
+LAYOUTS = ("map", "kv", "lanes")
+"""Where a state keeps its keys: the root Map `data` (the default), the root Array `kv`, or
+one root Array `lane:<client id>` per writer."""
 COUNTER_PREFIX = "counter:"
 TEXT_PREFIX = "text:"
 LIST_PREFIX = "list:"
@@ -61,6 +66,10 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_DEPTH = 64
 MAX_NAME_CHARS = 200
 _ACK_RANGES_PER_PEER = 64
+ENTRIES_PER_COMMIT = 256
+"""Array entries one pycrdt transaction appends at most: yrs's cost for appends in one
+transaction grows with their square (kv and lanes layouts commit a long batch in parts; it
+still replicates as one delta)."""
 _MISSING = object()
 
 
@@ -236,7 +245,7 @@ class SharedState(metaclass=_ResolvingType):
     _engine: Engine | None
     _ydoc: YDoc | None
     _generation: int  # the YDoc's generation _data and the watchers belong to
-    _data: Map[Any] | KeyValueArray | None
+    _data: Map[Any] | KeyValueArray | LaneKeyValues | None
     _unsubscribe: Callable[[], None] | None
     _observers: list[Callable[[Change], object]]
     _watched: dict[str, Any]  # root name -> pycrdt subscription
@@ -247,10 +256,11 @@ class SharedState(metaclass=_ResolvingType):
     _waiters: list[tuple[Callable[[], bool], Waiter]]
     _txn: contextvars.ContextVar[_Transaction | None]
     _batch_open: bool  # plain sets are gathering in one pycrdt transaction until _flush_batch
+    _batch_entries: int  # kv or lanes entries the open pycrdt transaction of the batch appended
     layout: str
-    """"map" or "kv" (LAYOUTS); fixed once the state is used or a layout was asked for."""
+    """One of LAYOUTS; fixed once the state is used or a layout was asked for."""
     _layout_fixed: bool
-    _kv: KeyValueArray | None  # the keys in the "kv" layout (None in the "map" layout)
+    _kv: KeyValueArray | LaneKeyValues | None  # the keys, except in the "map" layout
 
     @classmethod
     def _create(cls, name: str, host: StateHost) -> SharedState:
@@ -272,6 +282,7 @@ class SharedState(metaclass=_ResolvingType):
         self._last_write = 0
         self._waiters = []
         self._batch_open = False
+        self._batch_entries = 0
         self.layout = "map"
         self._layout_fixed = False
         self._kv = None
@@ -402,17 +413,29 @@ class SharedState(metaclass=_ResolvingType):
         finally:
             self._txn.reset(token)
         if txn.operations or txn.overlay:
-            self._host.call(lambda: self._write(lambda: self._replay(txn)))
+            self._host.call(lambda: self._write(*self._replay(txn)))
 
-    def _replay(self, txn: _Transaction) -> None:
-        data = self._data_map()
-        for key, blob in txn.overlay.items():  # independent of the other roots: order is moot
-            if blob is _MISSING:
-                data.pop(key, None)
-            else:
-                data[key] = blob
-        for operation in txn.operations:
-            operation(self)
+    def _replay(self, txn: _Transaction) -> list[Callable[[], object]]:
+        """The block's writes as steps for _write (keys in parts of ENTRIES_PER_COMMIT)."""
+        overlay = list(txn.overlay.items())  # independent of the other roots: order is moot
+        size = ENTRIES_PER_COMMIT if self.layout != "map" else max(1, len(overlay))
+
+        def keys(part: list[tuple[str, Any]]) -> None:
+            data = self._data_map()
+            for key, blob in part:
+                if blob is _MISSING:
+                    data.pop(key, None)
+                else:
+                    data[key] = blob
+
+        def operations() -> None:
+            for operation in txn.operations:
+                operation(self)
+
+        steps: list[Callable[[], object]] = [
+            functools.partial(keys, overlay[i : i + size]) for i in range(0, len(overlay), size)
+        ]
+        return [*steps, operations]
 
     async def set(
         self,
@@ -576,11 +599,9 @@ class SharedState(metaclass=_ResolvingType):
     def _open_keys(self, ydoc: YDoc) -> Any:
         """The root holding the user's keys in this state's layout (the Map, or a
         KeyValueArray over the Array); ValueError if the document holds the other layout."""
-        theirs = DATA_ROOT if self.layout == "kv" else KV_ROOT
-        if theirs in ydoc.doc.keys() and len(
-            ydoc.get(KV_ROOT, Array) if theirs == KV_ROOT else ydoc.get(DATA_ROOT, Map)
-        ):
-            other = "map" if self.layout == "kv" else "kv"
+        found = _layouts_in(ydoc)
+        if found and self.layout not in found:
+            other = found[0]
             self._layout_fixed = False  # the application may open it with the right one
             raise ValueError(
                 f"SharedState {self.name!r}: its document has the {other!r} layout, "
@@ -592,17 +613,25 @@ class SharedState(metaclass=_ResolvingType):
             self._kv = None
         if self.layout == "map":
             return ydoc.get(DATA_ROOT, Map)
+        if self.layout == "lanes":
+            self._kv = LaneKeyValues(ydoc.doc, ydoc.doc.client_id)
+            return self._kv
         # duplicates loaded with the document are cleaned after the next merge; reads
         # already see the last entry
         self._kv = KeyValueArray(ydoc.get(KV_ROOT, Array))
         return self._kv
 
     def _kv_set_local(self, ydoc: YDoc, key: str, blob: Any) -> None:
-        """A batched set in the kv layout (reported by _report_set, not by the change set)."""
+        """A batched set in the kv or lanes layout (reported by _report_set, not by the
+        change set)."""
         assert self._kv is not None
         ydoc.open_local()
         self._kv[key] = blob
         self._kv.changed.discard(key)
+        self._batch_entries += 1
+        if self._batch_entries >= ENTRIES_PER_COMMIT:
+            self._batch_entries = 0
+            ydoc.commit_local()
 
     def _schedule_cleanup(self) -> None:
         if not self._host.soon(self._clean_duplicates):
@@ -618,12 +647,12 @@ class SharedState(metaclass=_ResolvingType):
         except Exception:  # e.g. the node is stopping: the next merge or bind retries
             log.exception("SharedState %r: duplicate entries not cleaned", self.name)
 
-    def _bound_data(self) -> Map[Any] | KeyValueArray:
+    def _bound_data(self) -> Map[Any] | KeyValueArray | LaneKeyValues:
         self._bind()
         assert self._data is not None
         return self._data
 
-    def _data_map(self) -> Map[Any] | KeyValueArray:
+    def _data_map(self) -> Map[Any] | KeyValueArray | LaneKeyValues:
         assert self._data is not None
         return self._data
 
@@ -640,6 +669,7 @@ class SharedState(metaclass=_ResolvingType):
                 self._write(lambda: self._data_map().__setitem__(key, blob))
                 return
             self._batch_open = True
+            self._batch_entries = 0
         if self._kv is None:
             # reopens the batch if a merge closed it
             ydoc.set_local(self._data_map(), key, blob)  # type: ignore[arg-type]
@@ -666,14 +696,19 @@ class SharedState(metaclass=_ResolvingType):
             self._first_write = seq
         self._last_write = seq
 
-    def _write(self, change: Callable[[], object]) -> int:
-        """Apply `change` in one transaction and replicate its delta; return its number."""
+    def _write(self, *changes: Callable[[], object]) -> int:
+        """Apply the changes, one pycrdt transaction each, and replicate them as one delta;
+        return its number."""
         self._flush_batch()
         self._host.writable()
         ydoc = self._bind()
-        with ydoc.transaction() as result:
-            change()
-        seq = self._host.write(self.replica_name, result.delta)
+        deltas = []
+        for change in changes:
+            with ydoc.transaction() as result:
+                change()
+            deltas.append(result.delta)
+        delta = deltas[0] if len(deltas) == 1 else bytes(merge_updates(*deltas))
+        seq = self._host.write(self.replica_name, delta)
         if not self._first_write:
             self._first_write = seq
         self._last_write = seq
@@ -698,6 +733,8 @@ class SharedState(metaclass=_ResolvingType):
     def _on_event(self, event: Event) -> None:
         if isinstance(event, ReplicaChanged):
             if event.name == self.replica_name:
+                if isinstance(self._kv, LaneKeyValues):
+                    self._kv.touched()
                 self._report_change(event.origin)
                 if self._kv is not None and self._kv.duplicates:
                     self._schedule_cleanup()
@@ -848,6 +885,19 @@ class SharedState(metaclass=_ResolvingType):
                 callback(change)
             except Exception:  # an application callback must not stop replication
                 log.exception("SharedState %r observer failed", self.name)
+
+
+def _layouts_in(ydoc: YDoc) -> list[str]:
+    """The layouts whose roots hold keys in `ydoc`."""
+    found = []
+    roots = ydoc.doc.keys()
+    if DATA_ROOT in roots and len(ydoc.get(DATA_ROOT, Map)):
+        found.append("map")
+    if KV_ROOT in roots and len(ydoc.get(KV_ROOT, Array)):
+        found.append("kv")
+    if any(root.startswith(LANE_PREFIX) and len(ydoc.get(root, Array)) for root in roots):
+        found.append("lanes")
+    return found
 
 
 def _root_kind(root: str) -> type[Any] | None:

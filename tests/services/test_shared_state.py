@@ -14,6 +14,7 @@ from foundation_p2p.config import Config
 from foundation_p2p.engine import ReplicaChanged
 from foundation_p2p.engine.events import WritesAcked
 from foundation_p2p.services.kvlayout import KeyValueArray
+from foundation_p2p.services.lanes import LaneKeyValues
 from foundation_p2p.services.state import (
     INT64_MAX,
     INT64_MIN,
@@ -139,6 +140,8 @@ def test_values_survive_the_yjs_document(layout: str, value: object) -> None:
 
     if layout == "kv":
         stored = KeyValueArray(copy.get("kv", Array)).get("k")
+    elif layout == "lanes":
+        stored = LaneKeyValues(copy.doc, 0).get("k")
     else:
         stored = copy.get("data", Map)["k"]
     assert same_value(decode_value(stored), value)
