@@ -61,29 +61,51 @@ def encode(message: Message) -> bytes:
     """The msgpack body of a message: [version, type code, *fields]."""
     code = _CODES[type(message)]
     if isinstance(message, Ping | PingReq):
-        fields: list[Any] = [message.seq, message.target, _rumours_out(message.rumours)]
+        fields: list[Any] = [message.seq, message.target]
     elif isinstance(message, Ack):
-        fields = [message.seq, _rumours_out(message.rumours)]
+        fields = [message.seq]
     elif isinstance(message, SyncDigest):
         digests = [[d.name, d.tag, d.digest] for d in message.digests]
-        fields = [message.sent_ms, digests, message.reply, _rumours_out(message.rumours)]
+        fields = [message.sent_ms, digests, message.reply]
     elif isinstance(message, SyncDelta):
         deltas = [[d.name, _TAG_INDEX.get(d.tag, d.tag), d.payload] for d in message.deltas]
-        fields = [
-            message.sent_ms,
-            deltas,
-            message.origin,
-            message.seq,
-            message.hops,
-            _rumours_out(message.rumours),
-        ]
+        fields = [message.sent_ms, deltas, message.origin, message.seq, message.hops]
     elif isinstance(message, Gossip):
-        fields = [_rumours_out(message.rumours)]
+        fields = []
     elif isinstance(message, AppMessage):
         fields = app_message_fields(message)
+        return bytes(msgpack.packb([PROTOCOL_VERSION, code, *fields], use_bin_type=True))
     else:
         fields = [message.origin, message.seq]
-    return bytes(msgpack.packb([PROTOCOL_VERSION, code, *fields], use_bin_type=True))
+        return bytes(msgpack.packb([PROTOCOL_VERSION, code, *fields], use_bin_type=True))
+    # The rumours come last: the array of the other fields, one longer (at most 8 items, a
+    # one-byte fixarray header), then the rumours' own encodings, each made once per rumour.
+    head = msgpack.packb([PROTOCOL_VERSION, code, *fields], use_bin_type=True)
+    return b"".join((_FIXARRAY[len(fields) + 3], head[1:], _rumours_wire(message.rumours)))
+
+
+_FIXARRAY = tuple(bytes([0x90 + n]) for n in range(16))
+
+
+def _rumours_wire(rumours: tuple[Rumour, ...]) -> bytes:
+    """The msgpack array of `rumours`, as msgpack.packb would make it."""
+    count = len(rumours)
+    if count < 16:
+        parts = [_FIXARRAY[count]]
+    elif count < 1 << 16:
+        parts = [b"\xdc" + count.to_bytes(2, "big")]
+    else:
+        parts = [b"\xdd" + count.to_bytes(4, "big")]
+    for r in rumours:
+        wire = r.wire
+        if wire is None:
+            wire = msgpack.packb(
+                [r.node, r.incarnation, r.status, r.address, dict(r.metadata), r.by],
+                use_bin_type=True,
+            )
+            object.__setattr__(r, "wire", wire)  # a cache, not state: excluded from equality
+        parts.append(wire)
+    return b"".join(parts)
 
 
 def decode(body: bytes) -> Message:
@@ -137,10 +159,6 @@ def _list(value: Any, what: str) -> list[Any]:
     if type(value) is not list:
         raise RemoteProtocolError("malformed", f"{what}: expected a list")
     return value
-
-
-def _rumours_out(rumours: tuple[Rumour, ...]) -> list[Any]:
-    return [[r.node, r.incarnation, r.status, r.address, dict(r.metadata), r.by] for r in rumours]
 
 
 def _rumours_in(value: Any) -> tuple[Rumour, ...]:

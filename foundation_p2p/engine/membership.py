@@ -420,8 +420,13 @@ class Membership:
                     if rumour.status != "suspect":
                         continue
                     suspicion = suspicions.get(rumour.node)
-                    if suspicion is None or rumour.by in suspicion.accusers or not rumour.by:
-                        continue  # an accusation we have counted (or cannot count)
+                    if (
+                        suspicion is None
+                        or not rumour.by
+                        or rumour.by in suspicion.accusers
+                        or len(suspicion.accusers) > suspicion.expected
+                    ):
+                        continue  # an accusation we have counted (or cannot, or need not)
             try:
                 self.apply(now, src, rumour, spread)
             except RemoteProtocolError as exc:

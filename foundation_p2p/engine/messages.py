@@ -18,6 +18,8 @@ class Rumour:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     by: str = ""
     """Who raised a suspicion (Lifeguard counts independent accusers); empty otherwise."""
+    wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    """Its msgpack encoding, kept by the codec once made: a queued rumour is sent many times."""
 
 
 @dataclass(frozen=True, slots=True)

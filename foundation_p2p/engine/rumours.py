@@ -33,30 +33,43 @@ class RumourQueue:
 
     def take(self, count: int, limit: int) -> tuple[Rumour, ...]:
         """Up to `count` rumours, least-sent (then newest) first; each is dropped after `limit`."""
-        if not self._sent:
+        sent = self._sent
+        if not sent:
             return ()
-        buckets, sent = self._buckets, self._sent
-        chosen: list[tuple[int, str, Rumour]] = []
-        for transmits in sorted(buckets):
+        buckets = self._buckets
+        taken: list[tuple[int, list[str], list[Rumour]]] = []
+        need = count
+        for transmits in sorted(buckets) if len(buckets) > 1 else list(buckets):
             bucket = buckets[transmits]
-            while bucket and len(chosen) < count:
-                node, rumour = bucket.popitem()  # the newest of the least sent
-                chosen.append((transmits, node, rumour))
-            if not bucket:
+            nodes: list[str] = []
+            picked: list[Rumour] = []
+            if need >= len(bucket):  # the whole bucket, newest first
+                nodes.extend(reversed(bucket))
+                picked.extend(reversed(bucket.values()))
                 del buckets[transmits]
-            if len(chosen) >= count:
+            else:
+                for _ in range(need):
+                    node, rumour = bucket.popitem()  # the newest of the least sent
+                    nodes.append(node)
+                    picked.append(rumour)
+            taken.append((transmits, nodes, picked))
+            need -= len(nodes)
+            if not need:
                 break
         # re-queued only now, so a rumour moved up a bucket is not taken twice in one call
-        for transmits, node, rumour in chosen:
+        out: list[Rumour] = []
+        for transmits, nodes, picked in taken:
+            out.extend(picked)
             if transmits + 1 >= limit:
-                del sent[node]
+                for node in nodes:
+                    del sent[node]
             else:
-                sent[node] = transmits + 1
+                sent.update(dict.fromkeys(nodes, transmits + 1))
                 later = buckets.get(transmits + 1)
                 if later is None:
                     later = buckets[transmits + 1] = {}
-                later[node] = rumour
-        return tuple(rumour for _, _, rumour in chosen)
+                later.update(zip(nodes, picked, strict=True))
+        return tuple(out)
 
     def pending(self) -> list[Rumour]:
         """Every queued rumour (for inspection)."""

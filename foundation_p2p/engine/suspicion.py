@@ -26,12 +26,21 @@ class Suspicion:
         self._deadline = self.started + self.timeout()
 
     def confirm(self, accuser: str) -> bool:
-        """Count an independent accuser; return whether it was new."""
-        if accuser in self.accusers:
+        """Count an independent accuser; return whether it was new and counted.
+
+        As memberlist's suspicion.Confirm: once `expected` confirmations are in (the timeout
+        is then at its minimum), further accusers are not counted, so not re-gossiped either.
+        """
+        if self.full or accuser in self.accusers:
             return False
         self.accusers.add(accuser)
         self._deadline = self.started + self.timeout()
         return True
+
+    @property
+    def full(self) -> bool:
+        """Whether no further confirmation can count (the first accuser plus `expected`)."""
+        return len(self.accusers) > self.expected
 
     def timeout(self) -> float:
         """The current suspicion timeout in seconds."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from foundation_p2p.config import Config
 from foundation_p2p.engine import MemberDown, MemberLeft, MemberSuspect, MemberUp
-from foundation_p2p.engine.messages import Ack, Ping, PingReq, Rumour
+from foundation_p2p.engine.messages import Ack, Gossip, Ping, PingReq, Rumour
 from foundation_p2p.engine.rumours import RumourQueue
 from foundation_p2p.engine.suspicion import Suspicion
 
@@ -336,3 +338,74 @@ def test_restore_knows_persisted_peers_as_news_would_without_gossiping_them():
     assert [r.node for r in restored.membership.rumours.pending()] == ["a"]
     restored.membership.restore(1.0, {"b": "b:2"})  # a known peer keeps what we know of it
     assert restored.membership.address_of("b") == "b:1"
+
+
+def test_confirmations_stop_counting_once_the_timeout_is_at_its_minimum():
+    # as memberlist's suspicion.Confirm: k confirmations, then no more (and no re-gossip)
+    suspicion = Suspicion(incarnation=1, started=0.0, minimum=4.0, maximum=24.0, expected=2)
+    assert suspicion.confirm("a") and suspicion.confirm("b") and not suspicion.full
+    assert suspicion.confirm("c") and suspicion.full
+    assert not suspicion.confirm("d") and suspicion.accusers == {"a", "b", "c"}
+    assert suspicion.timeout() == pytest.approx(4.0)
+    alone = Suspicion(incarnation=1, started=0.0, minimum=4.0, maximum=24.0, expected=0)
+    assert alone.confirm("a") and not alone.confirm("b")
+
+
+def test_a_confirmation_beyond_k_is_not_gossiped_again():
+    from foundation_p2p.engine import Engine
+
+    engine = Engine("a", Config.simulation())
+    membership = engine.membership
+    membership.restore(0.0, {n: n for n in "bcdefg"})
+    membership.peer_unreachable(0.0, "g")  # suspected by "a" itself
+    suspicion = membership._suspicions["g"]
+    for accuser in ("x1", "x2", "x3", "x4"):
+        engine.receive(1.0, "b", Gossip((Rumour("g", 0, "suspect", "g", {}, accuser),)))
+    assert suspicion.full and suspicion.accusers == {"a", "x1", "x2"}
+    assert engine.counters["suspicion.confirmed"] == 2
+    queued = [r for r in membership.rumours.pending() if r.node == "g"]
+    assert [r.by for r in queued] == ["x2"]
+
+
+class _ReferenceQueue:
+    """The rumour queue's contract written plainly: least-sent first, newest first among
+    equals, one rumour per member, each retired after `limit` sends."""
+
+    def __init__(self) -> None:
+        self.entries: list[list] = []  # [sends, age, rumour]
+        self.age = 0
+
+    def push(self, rumour):
+        self.entries = [e for e in self.entries if e[2].node != rumour.node]
+        self.age += 1
+        self.entries.append([0, self.age, rumour])
+
+    def take(self, count, limit):
+        chosen = sorted(self.entries, key=lambda e: (e[0], -e[1]))[:count]
+        for entry in chosen:  # re-queued as the newest of its new equals
+            entry[0] += 1
+            self.age += 1
+            entry[1] = self.age
+        self.entries = [e for e in self.entries if e[0] < limit or e not in chosen]
+        return tuple(e[2] for e in chosen)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("push"), st.sampled_from("abcdefgh"), st.integers(0, 5)),
+            st.tuples(st.just("take"), st.integers(1, 6), st.integers(1, 4)),
+        ),
+        max_size=60,
+    )
+)
+def test_the_rumour_queue_takes_what_the_plain_model_takes(operations):
+    queue, model = RumourQueue(), _ReferenceQueue()
+    for op, a, b in operations:
+        if op == "push":
+            rumour = Rumour(a, b, "alive")
+            queue.push(rumour)
+            model.push(rumour)
+        else:
+            assert queue.take(a, b) == model.take(a, b)
+        assert len(queue) == len(model.entries)
