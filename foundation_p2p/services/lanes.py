@@ -207,3 +207,65 @@ class LaneKeyValues:
             self._holders[key] = self._holders[key][:1]
         self._contested.clear()
         return deleted
+
+
+COUNTS_PREFIX = "counts:"
+
+
+class LaneCounters:
+    """The counters of a "lanes" state: each writer keeps its running total of every counter
+    in a kv Array of its own, `counts:<client id>`; a counter is the sum over the lanes. A
+    writer only ever rewrites its own entries, so they squash like the keys' lanes."""
+
+    def __init__(self, doc: Doc[Any], client_id: int) -> None:
+        self._doc = doc
+        self._own = f"{COUNTS_PREFIX}{client_id}"
+        self._lanes: dict[str, KeyValueArray] = {}
+        self._known: frozenset[str] = frozenset()  # root names seen at the last discovery
+        self._discover()
+        for lane in self._lanes.values():
+            lane.changed.clear()
+
+    def _discover(self) -> None:
+        roots = list(self._doc.keys())
+        if len(roots) == len(self._known):
+            return
+        self._known = frozenset(roots)
+        for name in roots:
+            if name.startswith(COUNTS_PREFIX) and name not in self._lanes:
+                lane = KeyValueArray(self._doc.get(name, type=Array))
+                lane.changed = {key for key, _ in lane.items()}
+                self._lanes[name] = lane
+
+    def totals(self, counter: str) -> list[Any]:
+        """Every writer's stored total of `counter` (as stored: the owner decodes them)."""
+        self._discover()
+        return [lane.get(counter) for lane in self._lanes.values() if counter in lane]
+
+    def own_total(self, counter: str) -> Any:
+        """This writer's stored total of `counter`, or None."""
+        lane = self._lanes.get(self._own)
+        return None if lane is None else lane.get(counter)
+
+    def store(self, counter: str, total: Any) -> None:
+        """Set this writer's total of `counter` (inside the owner's transaction)."""
+        lane = self._lanes.get(self._own)
+        if lane is None:
+            lane = self._lanes[self._own] = KeyValueArray(self._doc.get(self._own, type=Array))
+        lane[counter] = total
+
+    def take_changed(self) -> set[str]:
+        """Counters any writer changed since the last call."""
+        self._discover()
+        changed: set[str] = set()
+        for lane in self._lanes.values():
+            if lane.changed:
+                changed |= lane.changed
+                lane.changed = set()
+        return changed
+
+    def close(self) -> None:
+        """Stop following the lanes."""
+        for lane in self._lanes.values():
+            lane.close()
+        self._lanes.clear()

@@ -29,7 +29,7 @@ import contextvars
 import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,7 +42,7 @@ from foundation_p2p.config import Config
 from foundation_p2p.engine import Event, ReplicaChanged
 from foundation_p2p.engine.events import WritesAcked
 from foundation_p2p.services.kvlayout import KeyValueArray
-from foundation_p2p.services.lanes import LANE_PREFIX, LaneKeyValues
+from foundation_p2p.services.lanes import LANE_PREFIX, LaneCounters, LaneKeyValues
 from foundation_p2p.services.values import decode_value as decode_value
 from foundation_p2p.services.values import encode_value as encode_value
 
@@ -261,6 +261,7 @@ class SharedState(metaclass=_ResolvingType):
     """One of LAYOUTS; fixed once the state is used or a layout was asked for."""
     _layout_fixed: bool
     _kv: KeyValueArray | LaneKeyValues | None  # the keys, except in the "map" layout
+    _counts: LaneCounters | None  # the counters in the "lanes" layout
 
     @classmethod
     def _create(cls, name: str, host: StateHost) -> SharedState:
@@ -286,6 +287,7 @@ class SharedState(metaclass=_ResolvingType):
         self.layout = "map"
         self._layout_fixed = False
         self._kv = None
+        self._counts = None
         self._txn = contextvars.ContextVar(f"shared-state-transaction-{name}", default=None)
         return self
 
@@ -611,10 +613,14 @@ class SharedState(metaclass=_ResolvingType):
         if self._kv is not None:
             self._kv.close()
             self._kv = None
+        if self._counts is not None:
+            self._counts.close()
+            self._counts = None
         if self.layout == "map":
             return ydoc.get(DATA_ROOT, Map)
         if self.layout == "lanes":
             self._kv = LaneKeyValues(ydoc.doc, ydoc.doc.client_id)
+            self._counts = LaneCounters(ydoc.doc, ydoc.doc.client_id)
             return self._kv
         # duplicates loaded with the document are cleaned after the next merge; reads
         # already see the last entry
@@ -859,6 +865,10 @@ class SharedState(metaclass=_ResolvingType):
             if self._observers:
                 self._changed.setdefault(DATA_ROOT, set()).update(self._kv.changed)
             self._kv.changed = set()
+        if self._counts is not None:
+            for counter in self._counts.take_changed():
+                if self._observers:
+                    self._changed.setdefault(COUNTER_PREFIX + counter, set())
         if not self._observers:
             return
         before = set(self._watched)
@@ -947,7 +957,14 @@ class SharedCounter(_Part):
     def value(self) -> int:
         """The sum of every session's total."""
         state = self._state
-        return int(state._host.call(lambda: self._sum(state._root(self._root, Map))))
+
+        def read() -> int:
+            state._bind()
+            if state._counts is not None:
+                return self._sum(state._counts.totals(self.name))
+            return self._sum(state._root(self._root, Map).values())
+
+        return int(state._host.call(read))
 
     def __int__(self) -> int:
         return self.value
@@ -960,13 +977,20 @@ class SharedCounter(_Part):
             raise ValueError(f"amount {amount} is outside the int64 range")
 
         def add(s: SharedState) -> None:
-            entries = s._root(self._root, Map)
-            mine = s._host.engine().replication.replica_id
-            current = entries.get(mine)
+            counts = s._counts
+            if counts is not None:
+                current = counts.own_total(self.name)
+            else:
+                entries = s._root(self._root, Map)
+                mine = s._host.engine().replication.replica_id
+                current = entries.get(mine)
             total = (0 if current is None else decode_value(current)) + amount
             if not INT64_MIN <= total <= INT64_MAX:
                 raise ValueError(f"counter {self.name!r} would leave the int64 range")
-            entries[mine] = encode_value(total, INT64_MAX)
+            if counts is not None:
+                counts.store(self.name, encode_value(total, INT64_MAX))
+            else:
+                entries[mine] = encode_value(total, INT64_MAX)
 
         self._apply(add)  # add raises before anything is written if the total would overflow
 
@@ -977,9 +1001,9 @@ class SharedCounter(_Part):
         self.increment(-amount)
 
     @staticmethod
-    def _sum(entries: Map[Any]) -> int:
+    def _sum(totals: Iterable[Any]) -> int:
         # a Yjs client may write anything into the map: only int entries count
-        return sum(v for v in map(decode_value, entries.values()) if type(v) is int)
+        return sum(v for v in map(decode_value, totals) if type(v) is int)
 
 
 class SharedText(_Part):

@@ -227,3 +227,23 @@ def test_a_lanes_document_refuses_the_other_layouts() -> None:
     with pytest.raises(ValueError, match="has the 'lanes' layout, opened with the 'kv' layout"):
         on_peer.get("k")
     assert SharedState("s", node=sim.node("n2"), layout="lanes")["k"] == 1
+
+
+def test_counters_count_every_increment_and_stay_small_in_the_lanes_layout() -> None:
+    sim = cluster()
+    s = [SharedState("s", node=sim.node(n), layout="lanes") for n in NODES]
+    for state in s:
+        state.counter("visits").increment()
+    sim.run_for(1.0)
+    size = s[0].size_bytes()
+    for _ in range(100):
+        for state in s:
+            state.counter("visits").increment(2)
+            state.counter("errors").decrement()
+        sim.run_for(0.1)
+    assert sim.run_until(lambda c: c.converged(), timeout=30.0)
+    assert [state.counter("visits").value for state in s] == [603] * 3
+    assert [state.counter("errors").value for state in s] == [-300] * 3
+    doc = sim.node("n0").engine.replication.replicas["state/s"].doc
+    assert not [root for root in doc.keys() if root.startswith("counter:")]
+    assert s[0].size_bytes() <= size + 400  # one more entry per writer, not one per increment
