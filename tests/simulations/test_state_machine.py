@@ -1,6 +1,7 @@
 """Random writes and faults against 3-7 simulated nodes; after a final heal and a quiet period,
 every replica has converged, no acknowledged write is lost and nothing removed comes back.
-SharedState writes (keys, a counter, a text) take part like the other replicas.
+SharedState writes (keys, a counter, a text; and keys and a counter of a "lanes" state) take
+part like the other replicas.
 
 Hypothesis drives the rules; the simulator's seed is part of the drawn data, so a failure
 prints the exact steps and seed, and replays exactly.
@@ -21,6 +22,7 @@ from hypothesis.stateful import (
 )
 
 from crdts import AWORSet, LWWMap, PNCounter
+from foundation_p2p.services.state import SharedState
 from simulations import SimCluster, settle
 from simulations.invariants import (
     memberships_agree,
@@ -45,6 +47,7 @@ class ClusterMachine(RuleBasedStateMachine):
         self.amounts: list[tuple[int, int]] = []  # (index in sim.writes, increment)
         self.visits: list[tuple[int, int]] = []  # SharedState counter: (write index, amount)
         self.notes: list[tuple[int, str]] = []  # SharedState text appends: (write index, token)
+        self.lane_visits: list[tuple[int, int]] = []  # the "lanes" state's counter
         self.sim.run_for(2.0)
 
     def live(self) -> list[str]:
@@ -95,6 +98,24 @@ class ClusterMachine(RuleBasedStateMachine):
         token = f"<{len(self.notes)}>"
         self.sim.node(self.pick(data)).shared_state("line-3").text("notes").append(token)
         self.notes.append((len(self.sim.writes) - 1, token))
+
+    def lanes_state(self, data: st.DataObject) -> SharedState:
+        return self.sim.node(self.pick(data)).shared_state("line-4", layout="lanes")
+
+    @rule(data=st.data(), key=KEYS, value=st.integers(0, 99))
+    def lanes_set(self, data: st.DataObject, key: str, value: int) -> None:
+        self.lanes_state(data)[key] = value
+
+    @rule(data=st.data(), key=KEYS)
+    def lanes_delete(self, data: st.DataObject, key: str) -> None:
+        state = self.lanes_state(data)
+        if key in state:
+            del state[key]
+
+    @rule(data=st.data(), amount=st.integers(-3, 5))
+    def lanes_count(self, data: st.DataObject, amount: int) -> None:
+        self.lanes_state(data).counter("visits").increment(amount)
+        self.lane_visits.append((len(self.sim.writes) - 1, amount))
 
     @rule(data=st.data())
     def partition(self, data: st.DataObject) -> None:
@@ -161,6 +182,13 @@ class ClusterMachine(RuleBasedStateMachine):
             notes = str(state.text("notes"))
             assert all(token in notes for token in tokens), f"lost text ({detail}): {notes}"
             assert len(notes) == sum(map(len, tokens)), f"text resurrected ({detail}): {notes}"
+        lane_visits = sum(amount for i, amount in self.lane_visits if not sim.writes[i].lost)
+        views = []
+        for node in sim.live_nodes():
+            lanes = node.shared_state("line-4", layout="lanes")
+            assert lanes.counter("visits").value == lane_visits, f"lane visits off ({detail})"
+            views.append(lanes.to_dict())
+        assert all(view == views[0] for view in views), f"lanes differ ({detail}): {views}"
 
 
 # 200 examples in CI (HYPOTHESIS_PROFILE=ci), a quick 25 locally.
