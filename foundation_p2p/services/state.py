@@ -260,6 +260,7 @@ class SharedState(metaclass=_ResolvingType):
     layout: str
     """One of LAYOUTS; fixed once the state is used or a layout was asked for."""
     _layout_fixed: bool
+    _layout_asked: bool  # the application named a layout (else a document's own is taken)
     _kv: KeyValueArray | LaneKeyValues | None  # the keys, except in the "map" layout
     _counts: LaneCounters | None  # the counters in the "lanes" layout
 
@@ -286,6 +287,7 @@ class SharedState(metaclass=_ResolvingType):
         self._batch_entries = 0
         self.layout = "map"
         self._layout_fixed = False
+        self._layout_asked = False
         self._kv = None
         self._counts = None
         self._txn = contextvars.ContextVar(f"shared-state-transaction-{name}", default=None)
@@ -583,7 +585,7 @@ class SharedState(metaclass=_ResolvingType):
     def _bound_ydoc(self) -> YDoc:
         return self._bind()
 
-    # --- the "kv" layout
+    # --- the "kv" and "lanes" layouts
 
     def _choose_layout(self, layout: str) -> None:
         """Use `layout` for this state; ValueError if it is not one of LAYOUTS or the state
@@ -596,12 +598,15 @@ class SharedState(metaclass=_ResolvingType):
                 "the layout of a state is fixed"
             )
         self.layout = layout
-        self._layout_fixed = True
+        self._layout_fixed = self._layout_asked = True
 
     def _open_keys(self, ydoc: YDoc) -> Any:
-        """The root holding the user's keys in this state's layout (the Map, or a
-        KeyValueArray over the Array); ValueError if the document holds the other layout."""
+        """The root holding the user's keys in this state's layout (the Map, a
+        KeyValueArray or the lanes). A state opened without a layout takes the one its
+        document has; ValueError if the document holds another layout than the one asked."""
         found = _layouts_in(ydoc)
+        if len(found) == 1 and not self._layout_asked:
+            self.layout = found[0]
         if found and self.layout not in found:
             other = found[0]
             self._layout_fixed = False  # the application may open it with the right one

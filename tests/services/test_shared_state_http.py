@@ -71,3 +71,27 @@ async def test_bad_http_writes_change_nothing() -> None:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{base}/state/not-a-doc") as reply:
                 assert reply.status == 400
+
+
+async def test_http_serves_a_lanes_state_it_holds_only_from_a_peer() -> None:
+    from pycrdt import Doc
+
+    from crdts import YDoc
+    from foundation_p2p.services.kvlayout import LOCAL_ORIGIN
+    from foundation_p2p.services.lanes import LaneKeyValues
+
+    peer: Doc[object] = Doc(client_id=42)
+    with peer.transaction(origin=LOCAL_ORIGIN):
+        LaneKeyValues(peer, 42)["temperature"] = 21.5
+    async with Node(
+        cluster="web", listen="127.0.0.1:0", discovery=None, http="127.0.0.1:0"
+    ) as node:
+        node._require_engine().replica("state/lanes", YDoc).merge(peer.get_update())
+        async with aiohttp.ClientSession() as http:
+            base = f"http://{node.http_address}"
+            async with http.put(f"{base}/state/lanes/humidity", json=40) as reply:
+                assert reply.status == 200
+            async with http.get(f"{base}/state/lanes") as reply:
+                assert await reply.json() == {"temperature": 21.5, "humidity": 40}
+        state = node.shared_state("lanes")
+        assert state.layout == "lanes" and state["humidity"] == 40

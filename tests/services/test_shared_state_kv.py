@@ -219,10 +219,12 @@ def test_the_layout_of_a_state_is_fixed() -> None:
     sim.complete(kv.synced(timeout=2.0))
     with pytest.raises(ValueError, match="uses the 'kv' layout, not 'map'"):
         SharedState("s", node=sim.node("n0"), layout="map")
-    on_peer = sim.node("n1").shared_state("s")  # the default, "map", over a kv document
+    on_peer = sim.node("n1").shared_state("s", layout="map")  # asked for the other layout
     with pytest.raises(ValueError, match="has the 'kv' layout, opened with the 'map' layout"):
         on_peer.get("k")
     assert SharedState("s", node=sim.node("n1"), layout="kv")["k"] == 1
+    unasked = sim.node("n2").shared_state("s")  # no layout named: the document's is taken
+    assert unasked["k"] == 1 and unasked.layout == "kv"
     with pytest.raises(ValueError, match="layout must be one of map, kv"):
         SharedState("t", node=sim.node("n0"), layout="array")
     m = sim.node("n2").shared_state("m")
