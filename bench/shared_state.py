@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import random
 import shutil
 import signal
 import socket
@@ -52,6 +53,8 @@ from typing import Any
 
 # Run as a script, this file's folder heads sys.path and its name would shadow a package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+from foundation_p2p.services.state import LAYOUTS  # noqa: E402
 
 DEADLINE = 60.0  # seconds any one phase may take before it is abandoned
 SOAK_KEYS = 2000  # key slots each soak writer cycles through
@@ -93,15 +96,21 @@ def raw_pycrdt_sets(n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-async def shared_state_sets(n: int) -> float:
-    """Sets/s through SharedState on a started single node (replication machinery running)."""
+async def shared_state_sets(
+    n: int, layout: str = "map", keys: int = 1000, shuffled: bool = False
+) -> float:
+    """Sets/s through SharedState on a started single node (replication machinery running),
+    rewriting `keys` keys in turn, or in a random order (the same for every layout)."""
     from foundation_p2p import Node
 
+    order = random.Random(1)
+    names = [f"k{order.randrange(keys) if shuffled else i % keys}" for i in range(n)]
     async with Node(cluster="bench-local", listen="127.0.0.1:0", discovery=None) as node:
-        state = node.shared_state("bench")
+        state = node.shared_state("bench", layout=layout)
+        state.update({f"k{i}": 0 for i in range(keys)})
         started = time.perf_counter()
-        for i in range(n):
-            state[f"k{i % 1000}"] = i
+        for i, name in enumerate(names):
+            state[name] = i
             if i % 256 == 0:
                 await asyncio.sleep(0)
         return n / (time.perf_counter() - started)
@@ -718,14 +727,31 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
     if not args.soak_only:
         rows += other_rows(quick, sets, burst, paced, rate, args)
+        rows += layout_rows(sets // 10)
     rows += soak_rows(soak_seconds)
     print_rows(rows)
+
+
+def layout_rows(sets: int) -> list[tuple[str, str, str, str]]:
+    """Local rewrite speed of each layout, 2000 keys rewritten in a random order (the worst
+    for kv and lanes: yrs walks to each entry's position through the structs it leaves)."""
+    rates = {layout: asyncio.run(shared_state_sets(sets, layout, 2000, True)) for layout in LAYOUTS}
+    return [
+        (
+            f"rewrites/s, 2000 keys, layout={layout}",
+            f"{rate:,.0f}",
+            f"map {rates['map']:,.0f}",
+            f"{rate / rates['map']:.2f}x",
+        )
+        for layout, rate in rates.items()
+        if layout != "map"
+    ]
 
 
 def soak_rows(seconds: float) -> list[tuple[str, str, str, str]]:
     """The soak in each layout, and a bare pycrdt Doc taking the same writes."""
     rows = []
-    for layout in ("map", "kv", "lanes"):
+    for layout in LAYOUTS:
         soak = run_soak(seconds, 10_000, layout=layout)
         beside = f"lost {soak['lost']}"
         if layout == "map":
