@@ -196,12 +196,22 @@ class MemberTable:
 
         The cheap path for the engine's status changes: nothing new to validate."""
         current = self._members.get(node)
-        if current is None or status not in STATUS_RANK:
+        rank = STATUS_RANK.get(status)
+        if current is None or rank is None:
             return None
-        member = Member(_incarnation(incarnation), status, current.address, current.metadata)
-        if not member.beats(current):
-            return None
-        self._put(node, member)
+        if type(incarnation) is not int or not 0 <= incarnation <= INT64_MAX:
+            _incarnation(incarnation)  # raises, naming the problem
+        if incarnation < current.incarnation or (
+            incarnation == current.incarnation and rank <= STATUS_RANK[current.status]
+        ):
+            return None  # same address and metadata: only a higher precedence is news
+        member = Member(incarnation, status, current.address, current.metadata)
+        self._members[node] = member
+        digest = self._digest
+        if digest is not None:
+            old = digest.get(node)
+            digest[node] = (incarnation, rank, old[2]) if old else _digest_entry(member)
+            self._dirty.add(node)
         return member
 
     def _put(self, node: str, member: Member) -> None:
@@ -262,11 +272,17 @@ class MemberTable:
         """The members whose news is ahead of, or different from, `digest`."""
         theirs = expect_dict(digest, "members digest")
         delta = MemberTable(self.replica)
-        for node, mine in self._entries().items():
-            known = theirs.get(node)
+        entries = self._entries()
+        known_of = theirs.get
+        # the common case, an equal entry, skipped in one pass (a decoded digest holds lists)
+        if theirs and type(next(iter(theirs.values()))) is list:
+            changed = [n for n, e in entries.items() if known_of(n) != list(e)]
+        else:
+            changed = [n for n, e in entries.items() if known_of(n) != e]
+        for node in changed:
+            mine = entries[node]
+            known = known_of(node)
             if known is not None:
-                if mine == known:  # the common case, compared in C
-                    continue
                 if type(known) not in (list, tuple) or len(known) != 3:
                     raise DecodeError("members digest entry: expected [incarnation, rank, crc]")
                 incarnation, rank, crc = known
@@ -322,26 +338,28 @@ class MemberTable:
         items = expect_list(flat, "members entries")
         if len(items) % 5:
             raise DecodeError("members entries: expected groups of 5 fields")
-        for i in range(0, len(items), 5):
-            node, incarnation, status, address, metadata = items[i : i + 5]
-            node = expect_str(node, "member id")
-            if not node or node in out._members:
-                raise DecodeError(f"members: empty or repeated node id {node!r}")
-            if status not in STATUS_RANK:
+        members = out._members
+        ranks = STATUS_RANK
+        fields = iter(items)
+        # _digest is None: members are only stored, their digest is built if asked for
+        for node, incarnation, status, address, metadata in zip(
+            fields, fields, fields, fields, fields, strict=True
+        ):
+            if type(node) is not str or not node or node in members:
+                raise DecodeError(f"members: bad, empty or repeated node id {node!r}")
+            if type(incarnation) is not int or not 0 <= incarnation <= INT64_MAX:
+                expect_int(incarnation, "incarnation", 0, INT64_MAX)  # raises, naming it
+            if status not in ranks or type(status) is not str:
                 raise DecodeError(f"members: unknown status {status!r}")
+            if type(address) is not str:
+                raise DecodeError(f"member address: expected a str, got {type(address).__name__}")
             if type(metadata) is dict and not metadata:
                 meta: dict[str, Any] = {}  # the common case, and a fresh map per member
             else:
                 meta = value_from_wire(expect_dict(metadata, "member metadata"))
                 if not all(type(k) is str for k in meta):
                     raise DecodeError("members: metadata keys must be str")
-            # _digest is None: members are only stored, their digest is built if asked for
-            out._members[node] = Member(
-                expect_int(incarnation, "incarnation", 0, INT64_MAX),
-                status,
-                expect_str(address, "member address"),
-                meta,
-            )
+            members[node] = Member(incarnation, status, address, meta)  # type: ignore[arg-type]
         return out
 
     def __eq__(self, other: object) -> bool:

@@ -107,6 +107,8 @@ class Membership:
         self._timers: list[tuple[float, str, str]] = []
         self._limit_size = 0  # the cluster size the cached retransmit limit is for
         self._limit = 0
+        self._timeouts_size = 0  # ... and the cached suspicion timeouts
+        self._timeouts = (0.0, 0.0)
         self._queue_self()
 
     # --- views --------------------------------------------------------------------------
@@ -277,7 +279,9 @@ class Membership:
                     and member.status == "suspect"
                     and member.incarnation == suspicion.incarnation
                 ):
-                    self._record(now, Rumour(node, member.incarnation, "dead", member.address))
+                    self._record(
+                        now, Rumour(node, member.incarnation, "dead", member.address), member
+                    )
             elif kind == "retry":
                 self._fire_retry(now, node)
             else:
@@ -503,7 +507,7 @@ class Membership:
                 "address_conflict",
                 f"{rumour.node!r} claimed at {rumour.address!r}, alive at {current.address!r}",
             )
-        self._record(now, rumour, spread)
+        self._record(now, rumour, current, spread)
 
     def _about_me(self, now: float, src: str, rumour: Rumour) -> None:
         mine = self.table.get(self.node_id)
@@ -556,6 +560,7 @@ class Membership:
         self._record(
             now,
             Rumour(node, member.incarnation, "suspect", member.address, member.metadata, accuser),
+            member,
         )
 
     def _confirm(self, node: str, incarnation: int, accuser: str) -> None:
@@ -574,9 +579,11 @@ class Membership:
                     )
                 )
 
-    def _record(self, now: float, rumour: Rumour, spread: bool = True) -> None:
-        """Merge news into the table; on a change, emit the event and spread the news."""
-        before = self.table.get(rumour.node)
+    def _record(
+        self, now: float, rumour: Rumour, before: Member | None, spread: bool = True
+    ) -> None:
+        """Merge news into the table (which holds `before` for the node); on a change, emit
+        the event and spread the news."""
         address = rumour.address or (before.address if before else "")
         metadata = rumour.metadata if rumour.metadata or before is None else before.metadata
         claim: Member | None
@@ -614,13 +621,17 @@ class Membership:
             self.outbox.emit(MemberUp(node, member.address))
         elif status == "suspect":
             members = self.cluster_size()
-            minimum, maximum = self.config.suspicion_timeouts(members)
+            if members != self._timeouts_size:
+                self._timeouts_size = members
+                self._timeouts = self.config.suspicion_timeouts(members)
+            minimum, maximum = self._timeouts
             expected = max(0, self.config.suspicion_mult - 2)
             if members - 2 < expected:
                 # as memberlist: too few others to ever confirm, so wait the minimum only
                 expected = 0
-            suspicion = Suspicion(member.incarnation, now, minimum, maximum, expected)
-            suspicion.confirm(accuser or self.node_id)
+            suspicion = Suspicion(
+                member.incarnation, now, minimum, maximum, expected, {accuser or self.node_id}
+            )
             self._suspicions[node] = suspicion
             self._schedule(suspicion.deadline(), "suspect", node)
             self.outbox.emit(MemberSuspect(node))
@@ -650,7 +661,7 @@ class Membership:
         member = self.table.get(node)
         if member is None:
             self._forgotten.pop(node, None)
-            self._record(now, Rumour(node, 0, "alive", address))
+            self._record(now, Rumour(node, 0, "alive", address), None)
         elif member.status == "dead":
             self._retry_at(node, now, sure=True)
 

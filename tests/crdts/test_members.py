@@ -246,7 +246,7 @@ def test_distinct_claims_at_equal_precedence_are_strictly_ordered(
 
 operations = st.lists(
     st.tuples(
-        st.sampled_from(["alive", "suspect", "dead", "left", "forget"]),
+        st.sampled_from(["alive", "suspect", "dead", "left", "forget", "advance"]),
         st.sampled_from(["n1", "n2", "n3"]),
         st.integers(0, 3),
         st.sampled_from(["", "10.0.0.1:7946", "10.0.0.2:7946"]),
@@ -264,6 +264,15 @@ def test_kept_digest_and_fingerprint_equal_a_fresh_computation(ops: list[Any]) -
     for op, node, incarnation, address in ops:
         if op == "forget":
             t.forget(node)
+        elif op == "advance":  # a status change keeping address and metadata, as claims do
+            before = t.copy()
+            status = ["suspect", "dead", "left"][incarnation % 3]
+            held = t.advance(node, incarnation, status)
+            claimed = before.copy()
+            news = before.get(node) is not None and bool(
+                getattr(claimed, status)(node, incarnation)
+            )
+            assert (held is not None) == news and t == (claimed if news else before)
         elif op == "alive":
             t.alive(node, incarnation, address)
         else:
