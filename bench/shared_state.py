@@ -54,8 +54,6 @@ from typing import Any
 # Run as a script, this file's folder heads sys.path and its name would shadow a package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
-from foundation_p2p.services.state import LAYOUTS  # noqa: E402
-
 DEADLINE = 60.0  # seconds any one phase may take before it is abandoned
 SOAK_KEYS = 2000  # key slots each soak writer cycles through
 
@@ -735,6 +733,8 @@ def main() -> None:
 def layout_rows(sets: int) -> list[tuple[str, str, str, str]]:
     """Local rewrite speed of each layout, 2000 keys rewritten in a random order (the worst
     for kv and lanes: yrs walks to each entry's position through the structs it leaves)."""
+    from foundation_p2p.services.state import LAYOUTS
+
     rates = {layout: asyncio.run(shared_state_sets(sets, layout, 2000, True)) for layout in LAYOUTS}
     return [
         (
@@ -750,6 +750,8 @@ def layout_rows(sets: int) -> list[tuple[str, str, str, str]]:
 
 def soak_rows(seconds: float) -> list[tuple[str, str, str, str]]:
     """The soak in each layout, and a bare pycrdt Doc taking the same writes."""
+    from foundation_p2p.services.state import LAYOUTS
+
     rows = []
     for layout in LAYOUTS:
         soak = run_soak(seconds, 10_000, layout=layout)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
+import itertools
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from pycrdt import Array, Map, Text, merge_updates
 
 from crdts import YDoc
+from crdts.ydoc import EMPTY_UPDATE
 from foundation_p2p.config import Config
 from foundation_p2p.engine import Event, ReplicaChanged
 from foundation_p2p.engine.events import WritesAcked
@@ -420,13 +421,15 @@ class SharedState(metaclass=_ResolvingType):
             self._host.call(lambda: self._write(*self._replay(txn)))
 
     def _replay(self, txn: _Transaction) -> list[Callable[[], object]]:
-        """The block's writes as steps for _write (keys in parts of ENTRIES_PER_COMMIT)."""
-        overlay = list(txn.overlay.items())  # independent of the other roots: order is moot
-        size = ENTRIES_PER_COMMIT if self.layout != "map" else max(1, len(overlay))
+        """The block's writes as steps for _write (keys in parts of ENTRIES_PER_COMMIT, except
+        in the map layout)."""
+        overlay = iter(txn.overlay.items())  # independent of the other roots: order is moot
+        count = len(txn.overlay)
+        size = ENTRIES_PER_COMMIT if self.layout != "map" else max(1, count)
 
-        def keys(part: list[tuple[str, Any]]) -> None:
+        def keys() -> None:
             data = self._data_map()
-            for key, blob in part:
+            for key, blob in itertools.islice(overlay, size):
                 if blob is _MISSING:
                     data.pop(key, None)
                 else:
@@ -436,10 +439,8 @@ class SharedState(metaclass=_ResolvingType):
             for operation in txn.operations:
                 operation(self)
 
-        steps: list[Callable[[], object]] = [
-            functools.partial(keys, overlay[i : i + size]) for i in range(0, len(overlay), size)
-        ]
-        return [*steps, operations]
+        steps: list[Callable[[], object]] = [keys] * -(-count // size)
+        return [*steps, operations] if txn.operations else steps
 
     async def set(
         self,
@@ -717,7 +718,9 @@ class SharedState(metaclass=_ResolvingType):
         for change in changes:
             with ydoc.transaction() as result:
                 change()
-            deltas.append(result.delta)
+            if result.delta != EMPTY_UPDATE or not deltas:
+                deltas.append(result.delta)
+        # merging decodes every struct: a large delta costs its size several times over
         delta = deltas[0] if len(deltas) == 1 else bytes(merge_updates(*deltas))
         seq = self._host.write(self.replica_name, delta)
         if not self._first_write:
