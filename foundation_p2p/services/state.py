@@ -67,6 +67,10 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_DEPTH = 64
 MAX_NAME_CHARS = 200
 _ACK_RANGES_PER_PEER = 64
+REWRITE_HINT_SETS = 100_000
+"""Sets of a map-layout state between checks whether they outnumber its keys 20 times; the
+first time they do, a log line and the `state.rewrite_hint` counter suggest the lanes layout
+(Yjs keeps a record of every overwritten map entry, so such a document keeps growing)."""
 ENTRIES_PER_COMMIT = 256
 """Array entries one pycrdt transaction appends at most: yrs's cost for appends in one
 transaction grows with their square (kv and lanes layouts commit a long batch in parts; it
@@ -258,6 +262,8 @@ class SharedState(metaclass=_ResolvingType):
     _txn: contextvars.ContextVar[_Transaction | None]
     _batch_open: bool  # plain sets are gathering in one pycrdt transaction until _flush_batch
     _batch_entries: int  # kv or lanes entries the open pycrdt transaction of the batch appended
+    _sets: int  # keys set through this object (for the rewrite hint)
+    _rewrite_check: int  # _sets at which _check_rewrites runs next
     layout: str
     """One of LAYOUTS; fixed once the state is used or a layout was asked for."""
     _layout_fixed: bool
@@ -286,6 +292,8 @@ class SharedState(metaclass=_ResolvingType):
         self._waiters = []
         self._batch_open = False
         self._batch_entries = 0
+        self._sets = 0
+        self._rewrite_check = REWRITE_HINT_SETS
         self.layout = "map"
         self._layout_fixed = False
         self._layout_asked = False
@@ -355,6 +363,7 @@ class SharedState(metaclass=_ResolvingType):
         if txn is not None:
             txn.overlay[key] = blob
             return
+        self._sets += 1
         ydoc = self._ydoc
         if (  # the hot path: a burst of sets
             self._batch_open
@@ -418,6 +427,7 @@ class SharedState(metaclass=_ResolvingType):
         finally:
             self._txn.reset(token)
         if txn.operations or txn.overlay:
+            self._sets += len(txn.overlay)
             self._host.call(lambda: self._write(*self._replay(txn)))
 
     def _replay(self, txn: _Transaction) -> list[Callable[[], object]]:
@@ -707,6 +717,29 @@ class SharedState(metaclass=_ResolvingType):
         if not self._first_write:
             self._first_write = seq
         self._last_write = seq
+        if self._sets >= self._rewrite_check:
+            self._check_rewrites()
+
+    def _check_rewrites(self) -> None:
+        """Suggest the lanes layout, once, to a map-layout state whose sets outnumber its keys
+        20 times."""
+        self._rewrite_check = self._sets + REWRITE_HINT_SETS
+        if self.layout != "map" or self._data is None:
+            return
+        keys = len(self._data)
+        if self._sets < 20 * max(keys, 1):
+            return
+        self._rewrite_check = 2**62  # once per state
+        self._host.engine().counters["state.rewrite_hint"] += 1
+        log.warning(
+            "SharedState %r: %d sets over %d keys in the map layout; Yjs keeps about 190 bytes "
+            "per overwritten map entry, so this document grows with every rewrite. For keys "
+            'rewritten forever, open it with layout="lanes" on every node '
+            "(docs/guides/shared-state.md, Layouts).",
+            self.name,
+            self._sets,
+            keys,
+        )
 
     def _write(self, *changes: Callable[[], object]) -> int:
         """Apply the changes, one pycrdt transaction each, and replicate them as one delta;
@@ -726,6 +759,8 @@ class SharedState(metaclass=_ResolvingType):
         if not self._first_write:
             self._first_write = seq
         self._last_write = seq
+        if self._sets >= self._rewrite_check:
+            self._check_rewrites()
         return seq
 
     def apply_client_update(self, update: bytes) -> None:

@@ -247,3 +247,28 @@ def test_counters_count_every_increment_and_stay_small_in_the_lanes_layout() -> 
     doc = sim.node("n0").engine.replication.replicas["state/s"].doc
     assert not [root for root in doc.keys() if root.startswith("counter:")]
     assert s[0].size_bytes() <= size + 400  # one more entry per writer, not one per increment
+
+
+def test_a_map_state_rewritten_many_times_suggests_the_lanes_layout_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from foundation_p2p.services import state as state_module
+
+    monkeypatch.setattr(state_module, "REWRITE_HINT_SETS", 1000)
+    sim = SimCluster(1, seed=1)
+    node = sim.node("n0")
+    rewritten = node.shared_state("rewritten")
+    fresh = node.shared_state("fresh")
+    lanes = node.shared_state("lanes", layout="lanes")
+    with caplog.at_level("WARNING", logger="foundation_p2p.state"):
+        for turn in range(60):
+            for key in range(50):
+                rewritten[f"k{key}"] = turn  # 3000 sets over 50 keys
+                lanes[f"k{key}"] = turn
+            with fresh.transaction():
+                for key in range(50):
+                    fresh[f"t{turn}-{key}"] = key  # 3000 sets over 3000 keys
+        sim.run_for(0.1)
+    hints = [r.getMessage() for r in caplog.records if "layout=" in r.getMessage()]
+    assert len(hints) == 1 and "'rewritten': " in hints[0] and "over 50 keys" in hints[0]
+    assert node.engine.counters["state.rewrite_hint"] == 1
