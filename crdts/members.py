@@ -390,8 +390,19 @@ def _digest_entry(member: Member) -> DigestEntry:
 
 def _entry_hash(node: str, entry: DigestEntry) -> int:
     """A stable 64-bit hash of one digest entry (the same on every node and Python run)."""
-    packed = msgpack.packb((node, *entry))
-    return int.from_bytes(hashlib.blake2b(packed, digest_size=8).digest(), "big")
+    key = (node, entry)
+    value = _ENTRY_HASHES.get(key)
+    if value is None:  # a member's entries repeat (its status flips and comes back): keep them
+        if len(_ENTRY_HASHES) >= _ENTRY_HASHES_LIMIT:
+            _ENTRY_HASHES.clear()
+        packed = msgpack.packb((node, *entry))
+        value = int.from_bytes(hashlib.blake2b(packed, digest_size=8).digest(), "big")
+        _ENTRY_HASHES[key] = value
+    return value
+
+
+_ENTRY_HASHES: dict[tuple[str, DigestEntry], int] = {}
+_ENTRY_HASHES_LIMIT = 1 << 18
 
 
 def _incarnation(incarnation: int) -> int:

@@ -443,13 +443,17 @@ class Membership:
         and re-queueing a whole table's worth of rumours would flood a large cluster. A "dead"
         learned second-hand is taken as "suspect" (as memberlist's mergeState does), so a node
         that one side of a healed partition declared dead has a suspicion timeout to refute.
+        The accuser of such a suspicion is this node, as in memberlist: tables pulled from
+        several peers of the other side count once, not as independent confirmations.
         """
         known = self.table.members.get
+        me = self.node_id
+        suspicions = self._suspicions
         news = []
         for node, m in table.items():
             dead = m.status == "dead"
             current = known(node)
-            if current is not None and node != self.node_id:
+            if current is not None and node != me:
                 rank, held = 1 if dead else STATUS_RANK[m.status], STATUS_RANK[current.status]
                 if m.incarnation < current.incarnation or (
                     m.incarnation == current.incarnation
@@ -457,6 +461,11 @@ class Membership:
                     and (not m.address or m.address == current.address)
                 ):
                     continue  # older than what we hold, or the same (an accuser aside)
+                if rank == held == 1 and m.incarnation == current.incarnation:
+                    suspicion = suspicions.get(node)  # a "dead" for a suspect: we accuse too
+                    if suspicion is None or me in suspicion.accusers or suspicion.full:
+                        if not m.address or m.address == current.address:
+                            continue  # ... but we are counted already (or need not be)
             news.append(
                 Rumour(
                     node,
@@ -464,10 +473,14 @@ class Membership:
                     "suspect" if dead else m.status,
                     m.address,
                     m.metadata,
-                    src if dead else "",
+                    self.node_id if dead else "",  # as memberlist: we are the accuser
                 )
             )
-        self.apply_rumours(now, src, tuple(news), spread=False)
+        for rumour in news:  # each is news by the checks above: no need for the fast path
+            try:
+                self.apply(now, src, rumour, False)
+            except RemoteProtocolError as exc:
+                self.on_refused(src, exc)
 
     def apply(self, now: float, src: str, rumour: Rumour, spread: bool = True) -> None:
         """Merge one piece of news about a member (and gossip it on, if `spread`)."""

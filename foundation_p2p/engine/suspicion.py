@@ -44,9 +44,11 @@ class Suspicion:
 
     def timeout(self) -> float:
         """The current suspicion timeout in seconds."""
-        confirmations = max(0, len(self.accusers) - 1)
+        confirmations = len(self.accusers) - 1
         if self.expected < 1:
             return self.minimum
+        if confirmations <= 0:  # the usual case, a new suspicion: log(1) = 0
+            return max(self.minimum, self.maximum)
         fraction = math.log(confirmations + 1) / math.log(self.expected + 1)
         return max(self.minimum, self.maximum - (self.maximum - self.minimum) * fraction)
 

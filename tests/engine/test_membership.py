@@ -409,3 +409,27 @@ def test_the_rumour_queue_takes_what_the_plain_model_takes(operations):
         else:
             assert queue.take(a, b) == model.take(a, b)
         assert len(queue) == len(model.entries)
+
+
+def test_a_death_pulled_from_tables_is_our_own_suspicion_counted_once():
+    # memberlist's mergeState: a remote "dead" becomes a suspicion with us as the accuser, so
+    # tables pulled from several peers are not independent confirmations (nor re-gossiped)
+    from crdts import MemberTable
+    from foundation_p2p.engine import Engine
+
+    engine = Engine("a", Config.simulation())
+    membership = engine.membership
+    membership.restore(0.0, {n: n for n in "bcdefg"})
+    engine.tick(0.0)
+    for src in ("b", "c", "d"):
+        theirs = MemberTable(src)
+        theirs.alive("g", 0, "g")
+        theirs.dead("g", 0)
+        membership.apply_table(1.0, src, theirs)
+    assert engine.members()["g"] == "suspect"
+    assert membership._suspicions["g"].accusers == {"a"}
+    assert engine.counters["suspicion.confirmed"] == 0
+    assert not [r for r in membership.rumours.pending() if r.node == "g"]
+    # an accuser that did count still confirms, and a gossiped one is spread on
+    engine.receive(2.0, "b", Gossip((Rumour("g", 0, "suspect", "g", {}, "e"),)))
+    assert membership._suspicions["g"].accusers == {"a", "e"}
