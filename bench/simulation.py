@@ -1,6 +1,6 @@
 """Simulator benchmarks: write propagation, failure detection, simulator speed, big heals.
 
-Run: python -m bench.simulation [--quick]
+Run: python -m bench.simulation [--quick] [--speed N]
 
 All times are virtual seconds of the simulated cluster (production timings: probe 1 s,
 anti-entropy 1 s), except the wall-clock speed row. Each section prints the command-line
@@ -68,18 +68,28 @@ def false_positives(nodes: int, seconds: float, loss: float, seed: int = 1) -> t
     return stats["false_suspicions"], stats["false_downs"]
 
 
-def speed(nodes: int, seed: int = 1) -> tuple[float, float, bool]:
-    """(wall s, virtual s per wall s) for 60 virtual s: 10 steady, 30 partitioned, 20 healed."""
+def speed(nodes: int, seed: int = 1) -> tuple[float, float, bool, dict[str, float]]:
+    """(wall s, virtual s per wall s, converged, wall s per phase) for 60 virtual s: 10 steady,
+    30 partitioned into halves, 20 healed (the setup of a formed cluster included)."""
     start = time.perf_counter()
     sim = SimCluster(nodes=nodes, seed=seed, bootstrap="formed", decode=False)
     ids = list(sim.nodes)
+    marks = [time.perf_counter()]
     sim.run_for(10.0)
+    marks.append(time.perf_counter())
     sim.partition(ids[: nodes // 2], ids[nodes // 2 :])
     sim.run_for(30.0)
+    marks.append(time.perf_counter())
     sim.heal()
     sim.run_for(20.0)
-    wall = time.perf_counter() - start
-    return wall, 60.0 / wall, sim.converged()
+    marks.append(time.perf_counter())
+    wall = marks[-1] - start
+    names = ("setup", "steady 10 s", "split 30 s", "healed 20 s")
+    phases = {
+        name: end - begin
+        for name, begin, end in zip(names, [start, *marks[:-1]], marks, strict=True)
+    }
+    return wall, 60.0 / wall, sim.converged(), phases
 
 
 def big_heal(keys: int, nodes: int = 6, seed: int = 1) -> tuple[float, int, bool]:
@@ -102,12 +112,27 @@ def big_heal(keys: int, nodes: int = 6, seed: int = 1) -> tuple[float, int, bool
     return sim.now - healed_at, sim.stats()["bytes"] - before, done
 
 
+def print_speed(nodes: int) -> None:
+    """Print the simulator speed row for `nodes` nodes."""
+    print(f"\n## Simulator speed ({nodes} nodes, 60 virtual s with a partition and a heal)\n")
+    wall, ratio, converged, phases = speed(nodes)
+    print(f"wall {wall:.1f} s, {ratio:.2f} virtual s per wall s, converged at the end: {converged}")
+    print("phases (wall s): " + ", ".join(f"{name} {s:.1f}" for name, s in phases.items()))
+    print("goal: 60 virtual s of 1,000 nodes in <= 60 s wall")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print every table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument(
+        "--speed", type=int, metavar="N", help="only the simulator speed row, with N nodes"
+    )
     args = parser.parse_args(argv)
     quick = args.quick
+    if args.speed:
+        print_speed(args.speed)
+        return 0
 
     print("## Write propagation (one write, formed cluster, production timings)\n")
     print("| nodes | virtual s to all | hops to the last node | log2(N) | reached by push alone |")
@@ -131,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         suspicions, deaths = false_positives(n, seconds, loss)
         print(f"| {n} | {suspicions} | {deaths} |")
 
-    n = 100 if quick else 1000
-    print(f"\n## Simulator speed ({n} nodes, 60 virtual s with a partition and a heal)\n")
-    wall, ratio, converged = speed(n)
-    print(f"wall {wall:.1f} s, {ratio:.2f} virtual s per wall s, converged at the end: {converged}")
-    print("goal: 60 virtual s of 1,000 nodes in <= 60 s wall")
+    print_speed(100 if quick else 1000)
 
     keys = 1000 if quick else 10_000
     print(f"\n## Heal of {keys:,} divergent keys per side (6 nodes, 3 | 3)\n")
