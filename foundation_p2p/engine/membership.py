@@ -236,7 +236,9 @@ class Membership:
 
     def _send_indirect(self, probe: _Probe) -> None:
         probe.indirect_sent = True
-        helpers = [p for p in self.peers(("alive",)) if p != probe.target]
+        helpers = list(self._alive)  # the alive peers but the target, copied in C
+        if probe.target in self._alive:
+            helpers.remove(probe.target)
         chosen = self.rng.sample(helpers, min(self.config.indirect_checks, len(helpers)))
         for helper in chosen:
             self.outbox.send(helper, PingReq(probe.seq, probe.target, self.take_rumours()))

@@ -243,9 +243,10 @@ class Replication:
                 self._rounds += 1
                 every = self.config.members_sync_every(self.membership.cluster_size())
                 self.start_sync(now, self.rng.choice(peers), self._rounds % every == 0)
-        due, self.membership.retry_due = self.membership.retry_due, []
-        for node in due:
-            self.start_sync(now, node)
+        if self.membership.retry_due:
+            due, self.membership.retry_due = self.membership.retry_due, []
+            for node in due:
+                self.start_sync(now, node)
 
     def start_sync(self, now: float, peer: str, members: bool = True) -> None:
         """Begin a push-pull exchange with `peer` by sending our digest hashes (the member
