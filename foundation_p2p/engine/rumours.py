@@ -37,38 +37,36 @@ class RumourQueue:
         if not sent:
             return ()
         buckets = self._buckets
-        taken: list[tuple[int, list[str], list[Rumour]]] = []
+        moves: list[tuple[int, list[tuple[str, Rumour]]]] = []
         need = count
-        for transmits in sorted(buckets) if len(buckets) > 1 else list(buckets):
+        for transmits in sorted(buckets):
             bucket = buckets[transmits]
-            nodes: list[str] = []
-            picked: list[Rumour] = []
             if need >= len(bucket):  # the whole bucket, newest first
-                nodes.extend(reversed(bucket))
-                picked.extend(reversed(bucket.values()))
                 del buckets[transmits]
+                items = list(bucket.items())
+                items.reverse()
             else:
-                for _ in range(need):
-                    node, rumour = bucket.popitem()  # the newest of the least sent
-                    nodes.append(node)
-                    picked.append(rumour)
-            taken.append((transmits, nodes, picked))
-            need -= len(nodes)
+                items = [bucket.popitem() for _ in range(need)]  # the newest of the least sent
+            moves.append((transmits, items))
+            need -= len(items)
             if not need:
                 break
         # re-queued only now, so a rumour moved up a bucket is not taken twice in one call
         out: list[Rumour] = []
-        for transmits, nodes, picked in taken:
-            out.extend(picked)
-            if transmits + 1 >= limit:
-                for node in nodes:
+        for transmits, items in moves:
+            after = transmits + 1
+            if after >= limit:
+                for node, rumour in items:
                     del sent[node]
+                    out.append(rumour)
             else:
-                sent.update(dict.fromkeys(nodes, transmits + 1))
-                later = buckets.get(transmits + 1)
+                later = buckets.get(after)
                 if later is None:
-                    later = buckets[transmits + 1] = {}
-                later.update(zip(nodes, picked, strict=True))
+                    later = buckets[after] = {}
+                for node, rumour in items:
+                    sent[node] = after
+                    later[node] = rumour
+                    out.append(rumour)
         return tuple(out)
 
     def pending(self) -> list[Rumour]:
