@@ -747,7 +747,7 @@ class SharedState(metaclass=_ResolvingType):
         self._flush_batch()
         self._host.writable()
         ydoc = self._bind()
-        deltas = []
+        deltas: list[bytes] = []
         for change in changes:
             with ydoc.transaction() as result:
                 change()

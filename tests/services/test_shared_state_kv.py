@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pycrdt import Array, Doc
 
 from foundation_p2p.config import Config
+from foundation_p2p.services import kvlayout
 from foundation_p2p.services.kvlayout import LOCAL_ORIGIN, KeyValueArray
 from foundation_p2p.services.state import SharedState
 from simulations import SimCluster
@@ -112,8 +113,20 @@ ops = st.lists(
 )
 
 
-@given(ops)
-def test_the_mirror_always_matches_the_array(operations: list[tuple[int, str, str, int]]) -> None:
+@pytest.mark.parametrize("compact_after", [kvlayout.COMPACT_AFTER, 0])
+@given(operations=ops)
+def test_the_mirror_always_matches_the_array(
+    compact_after: int, operations: list[tuple[int, str, str, int]]
+) -> None:
+    default = kvlayout.COMPACT_AFTER
+    kvlayout.COMPACT_AFTER = compact_after  # 0: the mirror drops gone slots at every chance
+    try:
+        check_mirror(operations)
+    finally:
+        kvlayout.COMPACT_AFTER = default
+
+
+def check_mirror(operations: list[tuple[int, str, str, int]]) -> None:
     docs = [kv_doc(i + 1) for i in range(3)]
     for n, (which, op, key, source) in enumerate(operations):
         doc, kv = docs[which]
@@ -130,12 +143,18 @@ def test_the_mirror_always_matches_the_array(operations: list[tuple[int, str, st
                     kv.cleanup()
         for _, each in docs:
             stored = entries(each)
-            assert each._keys == [k for k, _ in stored]
+            mirrored, _ = each._ordered()
+            assert mirrored == [k for k, _ in stored]
             expected: dict[str, Any] = {}
             for k, v in stored:
                 expected[k] = v  # the last entry wins
             assert dict(each.items()) == expected
-            assert each.duplicates == {k for k in expected if each._keys.count(k) > 1}
+            assert each.duplicates == {k for k in expected if mirrored.count(k) > 1}
+            for k in expected:  # each key's slot holds its last entry
+                assert each._vals[each._slot[k]] == expected[k]
+                assert each._live.before(each._slot[k]) == max(
+                    i for i, m in enumerate(mirrored) if m == k
+                )
     for source, _ in docs:
         for target, _ in docs:
             if source is not target:
