@@ -370,6 +370,9 @@ class Node:
         driver.journal = self.journal.record
         driver.subscribe(self.journal.on_event)
         self.journal.start()
+        # the persisted peers are members again (until probes say otherwise), so a node that
+        # restarts cut off never takes the few members it meets for the whole cluster
+        engine.membership.restore(driver.clock(), dict(loaded.peers))
         for node, address in loaded.peers.items():  # extra join candidates
             self._found(Candidate(address, node))
         log.info(

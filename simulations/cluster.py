@@ -532,6 +532,14 @@ class SimCluster:
             node.engine.replication.replicas = old.replication.replicas
             node.engine.membership.incarnation = old.incarnation
             node.engine.membership.refute(old.incarnation)
+            # as a node with a data dir: its persisted peer list (the last table but departed
+            # members) is known again, so a restart never takes a fragment for the cluster
+            persisted = {
+                n: m.address or n
+                for n, m in old.membership.table.items()
+                if n != node_id and m.status != "left"
+            }
+            node.engine.membership.restore(self.now, persisted)
         node._handles.clear()
         node.up = True
         node.generation += 1

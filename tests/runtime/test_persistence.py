@@ -279,6 +279,28 @@ async def test_a_restarted_node_rejoins_higher_and_catches_up(tmp_path: Path) ->
         await seed.stop()
 
 
+async def test_a_restart_cut_off_from_its_peers_still_counts_them(tmp_path: Path) -> None:
+    """The persisted peers are members again before any of them answers, so a node that comes
+    back alone (or with a few others) sees a cluster it has no majority of."""
+    from foundation_p2p.services.placement import has_quorum
+
+    seed, node = await pair(tmp_path)
+    await crash(node)
+    address = seed.address
+    await seed.stop()  # the peer is gone while the node restarts
+    node = await started(tmp_path)
+    try:
+        view = node.members()
+        assert set(view) == {"disk", "seed"} and view["seed"] in ("alive", "suspect")
+        assert node.engine is not None
+        member = node.engine.membership.table.get("seed")
+        assert member is not None and member.address == address
+        assert not has_quorum(view, "disk", node.engine.last_heard, 0.0, 1.0)
+        await eventually(lambda: node.members()["seed"] == "dead", 20.0)
+    finally:
+        await node.stop()
+
+
 async def test_a_wiped_data_dir_rejoins_empty_and_is_refilled(tmp_path: Path) -> None:
     seed, node = await pair(tmp_path)
     try:
