@@ -125,6 +125,29 @@ def test_a_restarted_node_that_met_one_member_has_no_quorum():
     assert runners(services) != ["n4"]
 
 
+def test_two_nodes_restarted_into_a_minority_have_no_quorum():
+    # Found by the property below: n1 and n4 crashed, came back (with their data) cut off
+    # together, and each knew only the other and its one seed, a "majority" of three.
+    sim = SimCluster(NODES, seed=4)
+    services = placed(sim, quorum="majority")
+    services.run(6.0)
+    FaultSchedule(
+        (
+            FaultEvent.crash(0.0, "n1"),
+            FaultEvent.crash(0.0, "n4"),
+            FaultEvent.partition(0.0, ("n0", "n2", "n3"), ("n1", "n4")),
+            FaultEvent.restart(0.001, "n1"),
+            FaultEvent.restart(1.99, "n4"),
+        )
+    ).apply(sim, start=sim.now)
+
+    def never_two() -> None:
+        assert len(runners(services)) <= 1, runners(services)
+
+    services.run(12.0, check=never_two)
+    assert set(sim.node("n4").engine.members()) == set(NODES)
+
+
 @settings(max_examples=40)
 @given(
     fault_schedules(
