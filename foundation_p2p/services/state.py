@@ -867,23 +867,21 @@ class SharedState(metaclass=_ResolvingType):
             kind = _root_kind(root)
             if kind is None:
                 continue
-            shared = ydoc.get(root, kind)
-            self._watched[root] = shared.observe(self._watcher(root))
+            # the raw yrs event: pycrdt's wrapper converts every changed value to Python
+            # recursively, which costs more than the merge itself
+            self._watched[root] = ydoc.get(root, kind).integrated.observe(self._watcher(root))
 
     def _unwatch_roots(self) -> None:
-        ydoc = self._ydoc
         for root, subscription in self._watched.items():
-            if ydoc is not None:
-                try:
-                    ydoc.get(root, _root_kind(root) or Map).unobserve(subscription)
-                except Exception:  # the root went with a replaced document
-                    log.debug("could not unobserve %s", root)
+            try:
+                subscription.drop()
+            except Exception:  # the root went with a replaced document
+                log.debug("could not unobserve %s", root)
         self._watched.clear()
         self._changed.clear()
 
     def _watcher(self, root: str) -> Callable[[Any], None]:
-        # one parameter: pycrdt passes the transaction too to callbacks that take two
-        def saw(event: Any) -> None:
+        def saw(event: Any) -> None:  # a raw yrs event: its keys are the changed map keys
             ydoc = self._ydoc
             if ydoc is not None and ydoc.committing_local:
                 return  # a batch of plain sets: each was reported when it was made
