@@ -104,47 +104,41 @@ def test_with_a_quorum_only_the_majority_side_runs_it():
     assert services.run_until(lambda: len(runners(services)) == 1, 60.0)
 
 
-def test_a_restarted_node_that_met_one_member_has_no_quorum():
-    # Found by the property below: n4 came back empty, met n1 just before being cut off, and
-    # took {n4, n1} for the whole cluster, a "majority" of two beside the real one.
+def quorum_through(*events: FaultEvent) -> tuple[SimCluster, SimServices]:
+    """A quorum singleton on five nodes through `events`: never two runners for 12 s."""
     sim = SimCluster(NODES, seed=4)
     services = placed(sim, quorum="majority")
     services.run(6.0)
-    FaultSchedule(
-        (
-            FaultEvent.crash(0.144, "n4"),
-            FaultEvent.restart(0.409, "n4"),
-            FaultEvent.partition(0.41, ("n0", "n1", "n2", "n3"), ("n4",)),
-        )
-    ).apply(sim, start=sim.now)
+    FaultSchedule(events).apply(sim, start=sim.now)
 
     def never_two() -> None:
         assert len(runners(services)) <= 1, runners(services)
 
     services.run(12.0, check=never_two)
+    return sim, services
+
+
+def test_a_restarted_node_that_met_one_member_has_no_quorum():
+    # Found by the property below: n4 came back empty, met n1 just before being cut off, and
+    # took {n4, n1} for the whole cluster, a "majority" of two beside the real one.
+    _, services = quorum_through(
+        FaultEvent.crash(0.144, "n4"),
+        FaultEvent.restart(0.409, "n4"),
+        FaultEvent.partition(0.41, ("n0", "n1", "n2", "n3"), ("n4",)),
+    )
     assert runners(services) != ["n4"]
 
 
 def test_two_nodes_restarted_into_a_minority_have_no_quorum():
     # Found by the property below: n1 and n4 crashed, came back (with their data) cut off
     # together, and each knew only the other and its one seed, a "majority" of three.
-    sim = SimCluster(NODES, seed=4)
-    services = placed(sim, quorum="majority")
-    services.run(6.0)
-    FaultSchedule(
-        (
-            FaultEvent.crash(0.0, "n1"),
-            FaultEvent.crash(0.0, "n4"),
-            FaultEvent.partition(0.0, ("n0", "n2", "n3"), ("n1", "n4")),
-            FaultEvent.restart(0.001, "n1"),
-            FaultEvent.restart(1.99, "n4"),
-        )
-    ).apply(sim, start=sim.now)
-
-    def never_two() -> None:
-        assert len(runners(services)) <= 1, runners(services)
-
-    services.run(12.0, check=never_two)
+    sim, _ = quorum_through(
+        FaultEvent.crash(0.0, "n1"),
+        FaultEvent.crash(0.0, "n4"),
+        FaultEvent.partition(0.0, ("n0", "n2", "n3"), ("n1", "n4")),
+        FaultEvent.restart(0.001, "n1"),
+        FaultEvent.restart(1.99, "n4"),
+    )
     assert set(sim.node("n4").engine.members()) == set(NODES)
 
 
