@@ -67,7 +67,7 @@ _TRACKED_PUSHES = 8192  # push batches whose acks are still mapped to the writes
 BURST_GAP = 0.002
 """Seconds: a local write this soon after the previous push, while that push and the one
 before it are both unacknowledged by some target, is part of a burst ..."""
-BURST_HOLD = 0.003
+BURST_HOLD = 0.008
 """... and its push waits this long, so the receivers merge a few turns' writes at once. (A
 writer that waits for each write to be seen has at most one push in flight: never held, even
 when the peer's acknowledgement is still on its way.)"""
