@@ -18,7 +18,7 @@ KeyValueArray, so its entries read like y-utility's `YKeyValue`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pycrdt import Array, Doc
@@ -26,6 +26,25 @@ from pycrdt import Array, Doc
 from foundation_p2p.services.kvlayout import KeyValueArray
 
 LANE_PREFIX = "lane:"
+
+
+def open_lane(doc: Doc[Any], name: str, on_remote: Callable[[], None] | None) -> KeyValueArray:
+    """The kv mirror of lane `name`, with every key it holds marked changed."""
+    lane = KeyValueArray(doc.get(name, type=Array), on_remote=on_remote)
+    lane.changed = {key for key, _ in lane.items()}
+    return lane
+
+
+def open_new_lanes(
+    doc: Doc[Any],
+    prefix: str,
+    lanes: dict[str, KeyValueArray],
+    on_remote: Callable[[], None] | None = None,
+) -> None:
+    """Add to `lanes` a mirror of every root named `prefix...` that a peer created."""
+    for name in doc.keys():
+        if name.startswith(prefix) and name not in lanes:
+            lanes[name] = open_lane(doc, name, on_remote)
 
 
 def lane_rank(name: str) -> tuple[int, str]:
@@ -56,25 +75,12 @@ class LaneKeyValues:
         """The document took a peer's update: look for new lanes before the next read."""
         self._stale = True
 
-    def _on_remote(self) -> None:
-        self._stale = True
-
-    def _open(self, name: str) -> KeyValueArray:
-        lane = self._lanes.get(name)
-        if lane is None:
-            lane = KeyValueArray(self._doc.get(name, type=Array), on_remote=self._on_remote)
-            self._lanes[name] = lane
-            lane.changed = {key for key, _ in lane.items()}
-        return lane
-
     def _sync(self) -> None:
         """Open lanes a peer created and re-decide the keys peers changed."""
         if not self._stale:
             return
         self._stale = False
-        for name in self._doc.keys():
-            if name.startswith(LANE_PREFIX) and name not in self._lanes:
-                self._open(name)
+        open_new_lanes(self._doc, LANE_PREFIX, self._lanes, self.touched)
         for lane in self._lanes.values():
             if lane.changed:
                 keys, lane.changed = lane.changed, set()
@@ -164,7 +170,9 @@ class LaneKeyValues:
     def __setitem__(self, key: str, value: Any) -> None:
         if self._stale:
             self._sync()
-        own = self._lanes.get(self._own) or self._open(self._own)
+        own = self._lanes.get(self._own)
+        if own is None:
+            own = self._lanes[self._own] = open_lane(self._doc, self._own, self.touched)
         for name in self._holders.get(key, ()):
             if name != self._own:
                 lane = self._lanes[name]
@@ -231,11 +239,7 @@ class LaneCounters:
         if len(roots) == len(self._known):
             return
         self._known = frozenset(roots)
-        for name in roots:
-            if name.startswith(COUNTS_PREFIX) and name not in self._lanes:
-                lane = KeyValueArray(self._doc.get(name, type=Array))
-                lane.changed = {key for key, _ in lane.items()}
-                self._lanes[name] = lane
+        open_new_lanes(self._doc, COUNTS_PREFIX, self._lanes)
 
     def totals(self, counter: str) -> list[Any]:
         """Every writer's stored total of `counter` (as stored: the owner decodes them)."""
@@ -251,7 +255,7 @@ class LaneCounters:
         """Set this writer's total of `counter` (inside the owner's transaction)."""
         lane = self._lanes.get(self._own)
         if lane is None:
-            lane = self._lanes[self._own] = KeyValueArray(self._doc.get(self._own, type=Array))
+            lane = self._lanes[self._own] = open_lane(self._doc, self._own, None)
         lane[counter] = total
 
     def take_changed(self) -> set[str]:

@@ -714,6 +714,10 @@ class SharedState(metaclass=_ResolvingType):
         except Exception:  # e.g. the node stopped since: the sets stay applied here
             log.exception("SharedState %r: batched writes not replicated", self.name)
             return
+        self._wrote(seq)
+
+    def _wrote(self, seq: int) -> None:
+        """Remember local write `seq` (for write levels), and check the rewrite hint when due."""
         if not self._first_write:
             self._first_write = seq
         self._last_write = seq
@@ -756,11 +760,7 @@ class SharedState(metaclass=_ResolvingType):
         # merging decodes every struct: a large delta costs its size several times over
         delta = deltas[0] if len(deltas) == 1 else bytes(merge_updates(*deltas))
         seq = self._host.write(self.replica_name, delta)
-        if not self._first_write:
-            self._first_write = seq
-        self._last_write = seq
-        if self._sets >= self._rewrite_check:
-            self._check_rewrites()
+        self._wrote(seq)
         return seq
 
     def apply_client_update(self, update: bytes) -> None:
@@ -772,10 +772,7 @@ class SharedState(metaclass=_ResolvingType):
             self._flush_batch()
             self._host.writable()
             self._bind().merge(update)
-            seq = self._host.write(self.replica_name, update)
-            if not self._first_write:
-                self._first_write = seq
-            self._last_write = seq
+            self._wrote(self._host.write(self.replica_name, update))
 
         self._host.call(apply)
 
