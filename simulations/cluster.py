@@ -6,6 +6,7 @@ Every message is encoded and decoded by the real codec on its way, so byte count
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import heapq
 import random
@@ -343,6 +344,19 @@ class SimCluster:
         self._push(max(when, self.now), _CALL, action)
 
     def _run_to(self, end: float) -> None:
+        # The engines' messages, rumours and events make no reference cycles, but a large
+        # cluster holds millions of long-lived objects that every full collection would walk
+        # (15% of a 1,000-node run): collect only between runs.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._run_events(end)
+        finally:
+            if collecting:
+                gc.enable()
+        self.now = max(self.now, end)
+
+    def _run_events(self, end: float) -> None:
         heap = self._heap
         pop = heapq.heappop
         deliver = self._deliver
@@ -359,7 +373,6 @@ class SimCluster:
                     self._process(node, node.engine.tick(self.now))
             else:
                 payload()
-        self.now = max(self.now, end)
 
     def _push(self, when: float, kind: int, payload: Any) -> None:
         self._seq += 1

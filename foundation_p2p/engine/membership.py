@@ -452,7 +452,8 @@ class Membership:
         me = self.node_id
         suspicions = self._suspicions
         news = []
-        for node, m in table.items():
+        # an entry equal to ours is no news (nor, about us, an echo): skip them in one pass
+        for node, m in [(n, m) for n, m in table.items() if known(n) != m or n == me]:
             dead = m.status == "dead"
             current = known(node)
             if current is not None and node != me:

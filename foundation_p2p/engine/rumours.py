@@ -12,63 +12,70 @@ from foundation_p2p.engine.messages import Rumour
 class RumourQueue:
     """Rumours waiting to be piggybacked, at most one per member.
 
-    Kept in buckets by how often each was sent, newest last within a bucket, so taking the
-    least-sent rumours costs what is taken, not what is queued.
+    Kept in one stack per transmit count, newest on top, so taking the least-sent rumours
+    costs what is taken, not what is queued. Replaced news is left where it lies and skipped
+    when reached (each entry carries the token of its push); the stacks are swept when such
+    leftovers outnumber the live rumours.
     """
 
     def __init__(self) -> None:
-        self._buckets: dict[int, dict[str, Rumour]] = {}
-        self._sent: dict[str, int] = {}  # node -> transmits of its queued rumour
+        self._stacks: list[list[tuple[int, Rumour]]] = [[]]  # index: times sent
+        self._live: dict[str, int] = {}  # node -> token of its queued rumour
+        self._token = 0
+        self._entries = 0  # in the stacks, replaced ones included
 
     def __len__(self) -> int:
-        return len(self._sent)
+        return len(self._live)
 
     def push(self, rumour: Rumour) -> None:
         """Queue news about a member, replacing older news about the same member."""
-        previous = self._sent.pop(rumour.node, None)
-        if previous is not None:
-            del self._buckets[previous][rumour.node]
-        self._sent[rumour.node] = 0
-        self._buckets.setdefault(0, {})[rumour.node] = rumour
+        self._token += 1
+        self._live[rumour.node] = self._token
+        self._stacks[0].append((self._token, rumour))
+        self._entries += 1
+        if self._entries > 2 * len(self._live) + 64:
+            self._sweep()
 
     def take(self, count: int, limit: int) -> tuple[Rumour, ...]:
         """Up to `count` rumours, least-sent (then newest) first; each is dropped after `limit`."""
-        sent = self._sent
-        if not sent:
+        live = self._live
+        if not live:
             return ()
-        buckets = self._buckets
-        moves: list[tuple[int, list[tuple[str, Rumour]]]] = []
+        stacks = self._stacks
+        out: list[Rumour] = []
+        moves: list[tuple[int, tuple[int, Rumour]]] = []
         need = count
-        for transmits in sorted(buckets):
-            bucket = buckets[transmits]
-            if need >= len(bucket):  # the whole bucket, newest first
-                del buckets[transmits]
-                items = list(bucket.items())
-                items.reverse()
-            else:
-                items = [bucket.popitem() for _ in range(need)]  # the newest of the least sent
-            moves.append((transmits, items))
-            need -= len(items)
+        for sent, stack in enumerate(stacks):
+            while stack:
+                entry = stack.pop()
+                if live.get(entry[1].node) != entry[0]:
+                    self._entries -= 1  # replaced by newer news
+                    continue
+                out.append(entry[1])
+                moves.append((sent + 1, entry))
+                need -= 1
+                if not need:
+                    break
             if not need:
                 break
-        # re-queued only now, so a rumour moved up a bucket is not taken twice in one call
-        out: list[Rumour] = []
-        for transmits, items in moves:
-            after = transmits + 1
+        # re-queued only now, so a rumour moved up a stack is not taken twice in one call
+        for after, entry in moves:
             if after >= limit:
-                for node, rumour in items:
-                    del sent[node]
-                    out.append(rumour)
+                del live[entry[1].node]
+                self._entries -= 1
             else:
-                later = buckets.get(after)
-                if later is None:
-                    later = buckets[after] = {}
-                for node, rumour in items:
-                    sent[node] = after
-                    later[node] = rumour
-                    out.append(rumour)
+                while len(stacks) <= after:
+                    stacks.append([])
+                stacks[after].append(entry)
         return tuple(out)
 
     def pending(self) -> list[Rumour]:
         """Every queued rumour (for inspection)."""
-        return [rumour for bucket in self._buckets.values() for rumour in bucket.values()]
+        live = self._live
+        return [r for stack in self._stacks for token, r in stack if live.get(r.node) == token]
+
+    def _sweep(self) -> None:
+        live = self._live
+        for stack in self._stacks:
+            stack[:] = [entry for entry in stack if live.get(entry[1].node) == entry[0]]
+        self._entries = sum(len(stack) for stack in self._stacks)
