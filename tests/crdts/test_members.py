@@ -316,3 +316,36 @@ def test_the_members_view_is_live_and_read_only() -> None:
     assert view["b"] == Member(1, "alive")
     with pytest.raises(TypeError):
         view["c"] = Member(0, "alive")  # type: ignore[index]
+
+
+def test_a_plain_table_decodes_whole_and_any_bad_entry_is_refused() -> None:
+    # plain tables (no metadata) take a column-by-column path; one odd entry anywhere sends
+    # the whole table down the entry-by-entry checks, which name what is wrong
+    t = MemberTable("a")
+    for i in range(50):
+        t.alive(f"n{i}", i, f"10.0.0.{i}:7946")
+    t.dead("n7", 7)
+    wire = packed_round_trip(t.to_wire())
+    assert MemberTable.from_wire(wire) == t
+    assert MemberTable.from_wire(wire).digest() == t.digest()
+    _, _, _, flat = wire
+    for index, bad in [
+        (0, ""),  # an empty node id
+        (5, "n0"),  # a repeated node id
+        (1, -1),  # a negative incarnation
+        (1, 2**63),  # beyond int64
+        (1, True),  # a bool is not an incarnation
+        (2, "zombie"),  # an unknown status
+        (3, 7),  # an address that is not a str
+        (4, [1]),  # metadata that is not a map
+        (4, {1: "x"}),  # a metadata key that is not a str
+    ]:
+        entries = list(flat)
+        entries[index] = bad
+        with pytest.raises(DecodeError):
+            MemberTable.from_wire(["members", 1, "a", entries])
+    with_metadata = list(flat)
+    with_metadata[4] = {"zone": "b"}  # valid, only not plain
+    assert MemberTable.from_wire(["members", 1, "a", with_metadata]).get("n0") == Member(
+        0, "alive", "10.0.0.0:7946", {"zone": "b"}
+    )

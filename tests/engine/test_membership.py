@@ -433,3 +433,21 @@ def test_a_death_pulled_from_tables_is_our_own_suspicion_counted_once():
     # an accuser that did count still confirms, and a gossiped one is spread on
     engine.receive(2.0, "b", Gossip((Rumour("g", 0, "suspect", "g", {}, "e"),)))
     assert membership._suspicions["g"].accusers == {"a", "e"}
+
+
+def test_the_rumour_queue_sweeps_replaced_news_and_keeps_the_newest() -> None:
+    queue = RumourQueue()
+    for incarnation in range(200):  # news about 3 members, replaced over and over
+        for node in "xyz":
+            queue.push(Rumour(node, incarnation, "alive"))
+        if incarnation % 7 == 0:
+            queue.take(2, limit=5)
+    assert sorted((r.node, r.incarnation) for r in queue.pending()) == [
+        ("x", 199),
+        ("y", 199),
+        ("z", 199),
+    ]
+    assert queue._entries <= 2 * len(queue) + 64  # replaced entries do not pile up
+    taken = [r for _ in range(10) for r in queue.take(3, limit=5)]
+    assert len(taken) == 15 and {r.incarnation for r in taken} == {199}
+    assert len(queue) == 0
