@@ -211,7 +211,9 @@ class SimCluster:
     "formed" (every node starts knowing all others, as from a persisted peer list) or "none".
     decode: pass every message through the real decoder (the default); False delivers the
     sender's message object after encoding it (byte counts and trace stay exact, the
-    receiver's parsing is skipped), for large benchmark runs.
+    receiver's parsing is skipped), for large benchmark runs. record_events: keep every
+    engine event in `SimNode.events` (False for large runs: a 1,000-node partition and heal
+    makes millions; detection and false-positive stats are kept either way).
     """
 
     def __init__(
@@ -224,6 +226,7 @@ class SimCluster:
         timeline_interval: float | None = None,
         record_writes: bool = True,
         decode: bool = True,
+        record_events: bool = True,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -231,6 +234,7 @@ class SimCluster:
         self.network = Network(link or Link(latency=Dist.uniform(0.0005, 0.002)))
         self.now = 0.0
         self.record_writes = record_writes
+        self.record_events = record_events
         self.decode = decode
         self.on_deliver: Callable[[float, str, str, Message], None] | None = None
         """Called for every delivered message (for instrumentation in benchmarks)."""
@@ -402,7 +406,8 @@ class SimCluster:
                 self._push(when, _TICK, (node, node.generation))
 
     def _observe(self, node: SimNode, event: Event) -> None:
-        node.events.append((self.now, event))
+        if self.record_events:
+            node.events.append((self.now, event))
         if node._listeners:
             for listener in list(node._listeners):
                 listener(event)

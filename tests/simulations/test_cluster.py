@@ -173,3 +173,36 @@ def test_a_route_is_the_link_when_reachable_and_none_when_cut():
     assert net.route("a", "c") == Link(loss=0.1) and not net.holding
     net.hold("a", "c")
     assert net.holding
+
+
+def test_a_run_without_event_records_keeps_its_detection_stats_and_its_trace():
+    def run(record_events: bool) -> SimCluster:
+        sim = SimCluster(nodes=5, seed=4, bootstrap="formed", record_events=record_events)
+        sim.run_for(3.0)
+        sim.crash("n4")
+        sim.run_for(30.0)
+        return sim
+
+    kept, dropped = run(True), run(False)
+    assert any(events for events in (n.events for n in kept.nodes.values()))
+    assert all(not n.events for n in dropped.nodes.values())
+    assert dropped.stats()["detection"] == kept.stats()["detection"]
+    assert set(dropped.stats()["detection"]["n4"]) >= {"first", "all"}
+    assert dropped.trace_digest() == kept.trace_digest()
+
+
+def test_garbage_collection_is_paused_only_while_the_simulation_runs():
+    import gc
+
+    sim = SimCluster(nodes=3, seed=1)
+    seen: list[bool] = []
+    sim.at(0.5, lambda: seen.append(gc.isenabled()))
+    assert gc.isenabled()
+    sim.run_for(1.0)
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:  # a caller that runs with collection off keeps it off
+        sim.run_for(1.0)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
