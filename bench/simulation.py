@@ -1,6 +1,6 @@
 """Simulator benchmarks: write propagation, failure detection, simulator speed, big heals.
 
-Run: python -m bench.simulation [--quick] [--speed N [--workers W]]
+Run: python -m bench.simulation [--quick] [--speed N]
 
 All times are virtual seconds of the simulated cluster (production timings: probe 1 s,
 anti-entropy 1 s), except the wall-clock speed row. Each section prints the command-line
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,6 @@ from crdts import LWWMap, PNCounter  # noqa: E402
 from foundation_p2p.engine.messages import Message, SyncDelta  # noqa: E402
 from simulations import SimCluster  # noqa: E402
 from simulations.network import Link  # noqa: E402
-from simulations.sharded import ShardedCluster  # noqa: E402
 
 
 def propagation(nodes: int, seed: int = 1) -> tuple[float, int, float]:
@@ -70,43 +68,28 @@ def false_positives(nodes: int, seconds: float, loss: float, seed: int = 1) -> t
     return stats["false_suspicions"], stats["false_downs"]
 
 
-def speed(
-    nodes: int, seed: int = 1, workers: int = 1
-) -> tuple[float, float, bool, dict[str, float]]:
+def speed(nodes: int, seed: int = 1) -> tuple[float, float, bool, dict[str, float]]:
     """(wall s, virtual s per wall s, converged, wall s per phase) for 60 virtual s: 10 steady,
-    30 partitioned into halves, 20 healed (the setup of a formed cluster included); on
-    `workers` processes (a ShardedCluster) when more than one."""
+    30 partitioned into halves, 20 healed (the setup of a formed cluster included)."""
     start = time.perf_counter()
-    sim: SimCluster | ShardedCluster
-    if workers > 1:
-        sim = ShardedCluster(nodes=nodes, seed=seed, workers=workers)
-        ids = sim.ids
-    else:
-        sim = SimCluster(
-            nodes=nodes, seed=seed, bootstrap="formed", decode=False, record_events=False
-        )
-        ids = list(sim.nodes)
-    try:
-        marks = [time.perf_counter()]
-        sim.run_for(10.0)
-        marks.append(time.perf_counter())
-        sim.partition(ids[: nodes // 2], ids[nodes // 2 :])
-        sim.run_for(30.0)
-        marks.append(time.perf_counter())
-        sim.heal()
-        sim.run_for(20.0)
-        marks.append(time.perf_counter())
-        converged = sim.converged()
-    finally:
-        if isinstance(sim, ShardedCluster):
-            sim.close()
+    sim = SimCluster(nodes=nodes, seed=seed, bootstrap="formed", decode=False, record_events=False)
+    ids = list(sim.nodes)
+    marks = [time.perf_counter()]
+    sim.run_for(10.0)
+    marks.append(time.perf_counter())
+    sim.partition(ids[: nodes // 2], ids[nodes // 2 :])
+    sim.run_for(30.0)
+    marks.append(time.perf_counter())
+    sim.heal()
+    sim.run_for(20.0)
+    marks.append(time.perf_counter())
     wall = marks[-1] - start
     names = ("setup", "steady 10 s", "split 30 s", "healed 20 s")
     phases = {
         name: end - begin
         for name, begin, end in zip(names, [start, *marks[:-1]], marks, strict=True)
     }
-    return wall, 60.0 / wall, converged, phases
+    return wall, 60.0 / wall, sim.converged(), phases
 
 
 def big_heal(keys: int, nodes: int = 6, seed: int = 1) -> tuple[float, int, bool]:
@@ -129,11 +112,10 @@ def big_heal(keys: int, nodes: int = 6, seed: int = 1) -> tuple[float, int, bool
     return sim.now - healed_at, sim.stats()["bytes"] - before, done
 
 
-def print_speed(nodes: int, workers: int = 1) -> None:
-    """Print the simulator speed row for `nodes` nodes on `workers` processes."""
-    on = "one process" if workers == 1 else f"{workers} worker processes (ShardedCluster)"
-    print(f"\n## Simulator speed ({nodes} nodes, 60 virtual s with a partition and a heal, {on})\n")
-    wall, ratio, converged, phases = speed(nodes, workers=workers)
+def print_speed(nodes: int) -> None:
+    """Print the simulator speed row for `nodes` nodes."""
+    print(f"\n## Simulator speed ({nodes} nodes, 60 virtual s with a partition and a heal)\n")
+    wall, ratio, converged, phases = speed(nodes)
     print(f"wall {wall:.1f} s, {ratio:.2f} virtual s per wall s, converged at the end: {converged}")
     print("phases (wall s): " + ", ".join(f"{name} {s:.1f}" for name, s in phases.items()))
     print("goal: 60 virtual s of 1,000 nodes in <= 60 s wall")
@@ -146,20 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--speed", type=int, metavar="N", help="only the simulator speed row, with N nodes"
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        metavar="W",
-        help="with --speed: W worker processes (default: one process, then every core)",
-    )
     args = parser.parse_args(argv)
     quick = args.quick
-    cores = os.cpu_count() or 1
     if args.speed:
-        print_speed(args.speed, max(1, args.workers))
-        if not args.workers and cores > 1:
-            print_speed(args.speed, cores)
+        print_speed(args.speed)
         return 0
 
     print("## Write propagation (one write, formed cluster, production timings)\n")
@@ -185,8 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {n} | {suspicions} | {deaths} |")
 
     print_speed(100 if quick else 1000)
-    if cores > 1:
-        print_speed(100 if quick else 1000, cores)
 
     keys = 1000 if quick else 10_000
     print(f"\n## Heal of {keys:,} divergent keys per side (6 nodes, 3 | 3)\n")

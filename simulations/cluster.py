@@ -433,10 +433,10 @@ class SimCluster:
         stats = self._stats[src]
         stats.sent += 1
         stats.bytes_sent += len(body)
-        generation = self._generation_of(dst)
+        target = self.nodes.get(dst)
         network = self.network
-        link = None if generation is None else network.route(src, dst)
-        if link is None or generation is None:
+        link = None if target is None else network.route(src, dst)
+        if link is None or target is None:
             stats.dropped += 1
             return
         rng = self.rng
@@ -446,7 +446,9 @@ class SimCluster:
         copies = 2 if link.duplicate and rng.random() < link.duplicate else 1
         for _ in range(copies):
             if network.holding and network.is_held(src, dst):
-                self._held.setdefault((src, dst), []).append((src, dst, body, message, generation))
+                self._held.setdefault((src, dst), []).append(
+                    (src, dst, body, message, target.generation)
+                )
                 continue
             when = self.now + link.latency.sample(rng)
             if not link.reorder:
@@ -455,25 +457,13 @@ class SimCluster:
                 if last > when:
                     when = last
                 self._fifo[route] = when
-            self._enqueue(when, src, dst, body, message, generation)
+            self._seq += 1
+            heapq.heappush(
+                self._heap,
+                (when, self._seq, _DELIVER, (src, dst, body, message, target.generation)),
+            )
 
-    def _generation_of(self, dst: str) -> int | None:
-        """The generation of the node a message is for (None: no such node, dropped)."""
-        target = self.nodes.get(dst)
-        return None if target is None else target.generation
-
-    def _enqueue(
-        self, when: float, src: str, dst: str, body: bytes, message: Message | None, generation: int
-    ) -> None:
-        """Deliver a message at `when` (a sharded run's worker exports it instead)."""
-        self._seq += 1
-        heapq.heappush(
-            self._heap, (when, self._seq, _DELIVER, (src, dst, body, message, generation))
-        )
-
-    def _deliver(
-        self, src: str, dst: str, body: bytes, message: Message | None, generation: int
-    ) -> None:
+    def _deliver(self, src: str, dst: str, body: bytes, message: Message, generation: int) -> None:
         node = self.nodes[dst]
         if not node.up or node.generation != generation:
             return
@@ -483,15 +473,15 @@ class SimCluster:
         trace = self._trace
         trace.update(f"{self.now:.9f}|{src}|{dst}|".encode())
         trace.update(body)
+        if self.on_deliver is not None:
+            self.on_deliver(self.now, src, dst, message)
         decoded = message
-        if self.decode or decoded is None:  # (None: bytes from another process)
+        if self.decode:
             try:
                 decoded = decode(body)
             except RemoteProtocolError as exc:  # only a codec bug gets here: it made these bytes
                 self._process(node, node.engine.refuse(src, exc))
                 return
-        if self.on_deliver is not None:
-            self.on_deliver(self.now, src, dst, decoded)
         self._process(node, node.engine.receive(self.now, src, decoded))
 
     # --- faults -----------------------------------------------------------------------------
