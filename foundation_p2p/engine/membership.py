@@ -495,7 +495,7 @@ class Membership:
                 return  # stale: normal in gossip, not an error
             if news == held:
                 if rumour.status == "suspect" and rumour.by:
-                    self._confirm(rumour.node, rumour.incarnation, rumour.by)
+                    self._confirm(rumour.node, rumour.incarnation, rumour.by, rumour)
                 if rumour.address == current.address or not rumour.address:
                     return  # news we already have
         known = current.incarnation if current else self._forgotten.get(rumour.node, 0)
@@ -579,8 +579,11 @@ class Membership:
             member,
         )
 
-    def _confirm(self, node: str, incarnation: int, accuser: str) -> None:
-        """Count an independent accuser of a suspect; spread the accusation if it was new."""
+    def _confirm(
+        self, node: str, incarnation: int, accuser: str, heard: Rumour | None = None
+    ) -> None:
+        """Count an independent accuser of a suspect; spread the accusation if it was new
+        (as `heard`, the rumour that brought it, when that says the same)."""
         suspicion = self._suspicions.get(node)
         if suspicion is None or suspicion.incarnation != incarnation:
             return
@@ -588,7 +591,16 @@ class Membership:
             self.counters["suspicion.confirmed"] += 1
             self._schedule(suspicion.deadline(), "suspect", node)
             member = self.table.get(node)
-            if member is not None:
+            if member is None:
+                return
+            if (
+                heard is not None
+                and heard.status == "suspect"
+                and heard.address == member.address
+                and not (heard.metadata or member.metadata)
+            ):
+                self.rumours.push(heard)
+            else:
                 self.rumours.push(
                     Rumour(
                         node, incarnation, "suspect", member.address, dict(member.metadata), accuser
@@ -619,11 +631,18 @@ class Membership:
             assert claim is not None
         self._touch(rumour.node, claim.status)
         if spread:  # members' metadata maps are never mutated in place: share them
-            self.rumours.push(
-                Rumour(
+            if (
+                rumour.incarnation == claim.incarnation
+                and rumour.status == claim.status
+                and rumour.address == address
+                and (rumour.metadata is claim.metadata or not (rumour.metadata or claim.metadata))
+            ):
+                news = rumour  # passed on as it came (with its encoding, if it has one)
+            else:
+                news = Rumour(
                     rumour.node, claim.incarnation, claim.status, address, claim.metadata, rumour.by
                 )
-            )
+            self.rumours.push(news)
         if before is None or before.status != claim.status:
             self._status_changed(now, rumour.node, claim, rumour.by)
 

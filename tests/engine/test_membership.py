@@ -451,3 +451,25 @@ def test_the_rumour_queue_sweeps_replaced_news_and_keeps_the_newest() -> None:
     taken = [r for _ in range(10) for r in queue.take(3, limit=5)]
     assert len(taken) == 15 and {r.incarnation for r in taken} == {199}
     assert len(queue) == 0
+
+
+def test_news_is_passed_on_as_it_came_with_its_encoding() -> None:
+    # a rumour that changes our table is re-gossiped as the same object (its msgpack encoding,
+    # made once, goes with it); one completed from our table is a new rumour
+    from foundation_p2p.engine import Engine, encode
+
+    engine = Engine("a", Config.simulation())
+    engine.membership.restore(0.0, {n: n for n in "bcdefg"})
+    engine.tick(0.0)
+    heard = Rumour("g", 0, "suspect", "g", {}, "b")
+    encode(Gossip((heard,)))  # the sender encoded it
+    engine.receive(1.0, "b", Gossip((heard,)))
+    queued = [r for r in engine.membership.rumours.pending() if r.node == "g"]
+    assert queued == [heard] and queued[0] is heard and heard.wire is not None
+    confirmation = Rumour("g", 0, "suspect", "g", {}, "c")
+    engine.receive(1.1, "c", Gossip((confirmation,)))
+    assert [r for r in engine.membership.rumours.pending() if r.node == "g"][0] is confirmation
+    bare = Rumour("f", 0, "dead", "")  # no address: ours completes it, so it is a new rumour
+    engine.receive(1.2, "b", Gossip((bare,)))
+    queued = [r for r in engine.membership.rumours.pending() if r.node == "f"]
+    assert queued == [Rumour("f", 0, "dead", "f")] and queued[0] is not bare
