@@ -468,7 +468,7 @@ def test_news_is_passed_on_as_it_came_with_its_encoding() -> None:
     assert queued == [heard] and queued[0] is heard and heard.wire is not None
     confirmation = Rumour("g", 0, "suspect", "g", {}, "c")
     engine.receive(1.1, "c", Gossip((confirmation,)))
-    assert [r for r in engine.membership.rumours.pending() if r.node == "g"][0] is confirmation
+    assert next(r for r in engine.membership.rumours.pending() if r.node == "g") is confirmation
     bare = Rumour("f", 0, "dead", "")  # no address: ours completes it, so it is a new rumour
     engine.receive(1.2, "b", Gossip((bare,)))
     queued = [r for r in engine.membership.rumours.pending() if r.node == "f"]
