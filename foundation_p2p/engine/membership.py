@@ -453,9 +453,9 @@ class Membership:
         suspicions = self._suspicions
         news = []
         # an entry equal to ours is no news (nor, about us, an echo): skip them in one pass
-        for node, m in [(n, m) for n, m in table.items() if known(n) != m or n == me]:
+        differing = [(n, m, c) for n, m in table.items() if (c := known(n)) != m or n == me]
+        for node, m, current in differing:
             dead = m.status == "dead"
-            current = known(node)
             if current is not None and node != me:
                 rank, held = 1 if dead else STATUS_RANK[m.status], STATUS_RANK[current.status]
                 if m.incarnation < current.incarnation or (
