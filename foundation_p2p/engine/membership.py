@@ -99,6 +99,7 @@ class Membership:
         self._relays: dict[int, _Relay] = {}
         self._suspicions: dict[str, Suspicion] = {}
         self._retries: dict[str, _Retry] = {}
+        self._checks: dict[str, tuple[float, int]] = {}  # node -> (deadline, incarnation)
         self._gone_since: dict[str, float] = {}  # left members, for tombstone expiry
         self._forgotten: dict[str, int] = {}  # node -> incarnation we stopped tracking at
         self.retry_due: list[str] = []  # dead members whose reconnect attempt is due
@@ -153,12 +154,12 @@ class Membership:
         member = self.table.get(node)
         return member.address if member else None
 
-    def take_rumours(self) -> tuple[Rumour, ...]:
-        """Rumours to piggyback on the next message."""
+    def take_rumours(self, room: int = 0) -> tuple[Rumour, ...]:
+        """Rumours to piggyback on the next message (`room` fewer than the most it carries)."""
         size = 1 + len(self._live)
         if size != self._limit_size:
             self._limit_size, self._limit = size, self.config.retransmit_limit(size)
-        return self.rumours.take(self.config.max_rumours_per_message, self._limit)
+        return self.rumours.take(self.config.max_rumours_per_message - room, self._limit)
 
     def next_deadline(self) -> float | None:
         """The earliest time tick() has work to do."""
@@ -257,6 +258,9 @@ class Membership:
         if kind == "retry":
             retry = self._retries.get(node)
             return retry is not None and retry.next_at == when
+        if kind == "check":
+            check = self._checks.get(node)
+            return check is not None and check[0] == when
         since = self._gone_since.get(node)
         member = self.table.get(node)
         return since is not None and member is not None and member.status in ("dead", "left")
@@ -286,6 +290,12 @@ class Membership:
                     )
             elif kind == "retry":
                 self._fire_retry(now, node)
+            elif kind == "check":
+                incarnation = self._checks.pop(node)[1]
+                member = self.table.get(node)
+                if member and member.status == "alive" and member.incarnation == incarnation:
+                    self.counters["suspicion.check_failed"] += 1
+                    self._suspect(now, node, self.node_id)
             else:
                 self._expire(now, node)
 
@@ -377,6 +387,8 @@ class Membership:
             probe.acked = True
             self._adjust_health(-1)  # a probe answered is a probe answered, whatever the message
             self.counters["probe.acked"] += 1
+        if self._checks:
+            self._checks.pop(src, None)
         retry = self._retries.get(src)
         if retry is not None and retry.next_at > now:
             self._retry_at(src, now, sure=True)
@@ -442,16 +454,22 @@ class Membership:
         """Apply a member-table delta from anti-entropy, entry by entry.
 
         News learned this way is not re-gossiped: anti-entropy spreads the table by itself,
-        and re-queueing a whole table's worth of rumours would flood a large cluster. A "dead"
-        learned second-hand is taken as "suspect" (as memberlist's mergeState does), so a node
-        that one side of a healed partition declared dead has a suspicion timeout to refute.
-        The accuser of such a suspicion is this node, as in memberlist: tables pulled from
-        several peers of the other side count once, not as independent confirmations.
+        and re-queueing a whole table's worth of rumours would flood a large cluster.
+
+        A "dead" learned second-hand for a member we hold alive at that incarnation is checked
+        before it is believed: we ping the member with the accusation, so a live one refutes at
+        once, and suspect it ourselves only if it does not answer within a probe period. After
+        a partition heals, each side's table holds the other side dead; memberlist's mergeState
+        suspects at once, and then every node suspects most of its own side until each member's
+        refutation reaches it. For a member we already suspect, a "dead" counts as our own
+        accusation, as in memberlist: tables pulled from several peers count once, not as
+        independent confirmations.
         """
         known = self.table.members.get
         me = self.node_id
         suspicions = self._suspicions
         news = []
+        checks = []
         # an entry equal to ours is no news (nor, about us, an echo): skip them in one pass
         differing = [(n, m, c) for n, m in table.items() if (c := known(n)) != m or n == me]
         for node, m, current in differing:
@@ -464,6 +482,14 @@ class Membership:
                     and (not m.address or m.address == current.address)
                 ):
                     continue  # older than what we hold, or the same (an accuser aside)
+                if (
+                    dead
+                    and held == 0
+                    and m.incarnation == current.incarnation
+                    and (not m.address or m.address == current.address)
+                ):
+                    checks.append((node, current))
+                    continue
                 if rank == held == 1 and m.incarnation == current.incarnation:
                     suspicion = suspicions.get(node)  # a "dead" for a suspect: we accuse too
                     if suspicion is None or me in suspicion.accusers or suspicion.full:
@@ -484,6 +510,23 @@ class Membership:
                 self.apply(now, src, rumour, False)
             except RemoteProtocolError as exc:
                 self.on_refused(src, exc)
+        for node, current in checks:
+            self._check(now, node, current)
+
+    def _check(self, now: float, node: str, member: Member) -> None:
+        """Ping `node`, held dead by a peer's table, with that accusation; suspect it if no
+        message from it arrives within a probe period."""
+        if node in self._checks or self.leaving:
+            return
+        deadline = now + self._scaled(self.config.probe_interval)
+        self._checks[node] = (deadline, member.incarnation)
+        self._schedule(deadline, "check", node)
+        self.counters["suspicion.checked"] += 1
+        accusation = Rumour(
+            node, member.incarnation, "suspect", member.address, member.metadata, self.node_id
+        )
+        self._seq += 1
+        self.outbox.send(node, Ping(self._seq, node, (accusation, *self.take_rumours(room=1))))
 
     def apply(self, now: float, src: str, rumour: Rumour, spread: bool = True) -> None:
         """Merge one piece of news about a member (and gossip it on, if `spread`)."""

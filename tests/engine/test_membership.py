@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from foundation_p2p.config import Config
-from foundation_p2p.engine import MemberDown, MemberLeft, MemberSuspect, MemberUp
+from foundation_p2p.engine import MemberDown, MemberLeft, MemberSuspect, MemberUp, Send
 from foundation_p2p.engine.messages import Ack, Gossip, Ping, PingReq, Rumour
 from foundation_p2p.engine.rumours import RumourQueue
 from foundation_p2p.engine.suspicion import Suspicion
@@ -411,28 +413,80 @@ def test_the_rumour_queue_takes_what_the_plain_model_takes(operations):
         assert len(queue) == len(model.entries)
 
 
-def test_a_death_pulled_from_tables_is_our_own_suspicion_counted_once():
-    # memberlist's mergeState: a remote "dead" becomes a suspicion with us as the accuser, so
-    # tables pulled from several peers are not independent confirmations (nor re-gossiped)
-    from crdts import MemberTable
+def _engine_with_peers(peers: str, node: str = "a") -> Any:
     from foundation_p2p.engine import Engine
 
-    engine = Engine("a", Config.simulation())
-    membership = engine.membership
-    membership.restore(0.0, {n: n for n in "bcdefg"})
+    engine = Engine(node, Config.simulation(), address=node)
+    engine.membership.restore(0.0, {n: n for n in peers})
     engine.tick(0.0)
+    engine._outbox.drain()
+    return engine
+
+
+def _dead_in_table(src: str, node: str, incarnation: int = 0) -> Any:
+    from crdts import MemberTable
+
+    theirs = MemberTable(src)
+    theirs.alive(node, incarnation, node)
+    theirs.dead(node, incarnation)
+    return theirs
+
+
+def test_a_death_pulled_from_tables_is_checked_before_it_is_believed():
+    # a healed partition's other side holds us all dead: rather than suspect (memberlist's
+    # mergeState), ask the member itself, carrying the accusation so a live one refutes
+    engine = _engine_with_peers("bcdefg")
+    membership = engine.membership
     for src in ("b", "c", "d"):
-        theirs = MemberTable(src)
-        theirs.alive("g", 0, "g")
-        theirs.dead("g", 0)
-        membership.apply_table(1.0, src, theirs)
-    assert engine.members()["g"] == "suspect"
-    assert membership._suspicions["g"].accusers == {"a"}
-    assert engine.counters["suspicion.confirmed"] == 0
+        membership.apply_table(1.0, src, _dead_in_table(src, "g"))
+    assert engine.members()["g"] == "alive"
+    pings = [o for o in engine._outbox.drain() if isinstance(o, Send)]
+    assert [p.dst for p in pings] == ["g"]  # one check, however many tables said so
+    ping = pings[0].message
+    assert isinstance(ping, Ping) and ping.target == "g"
+    assert Rumour("g", 0, "suspect", "g", {}, "a") in ping.rumours
+    assert len(ping.rumours) <= Config.simulation().max_rumours_per_message
+    assert engine.counters["suspicion.checked"] == 1
     assert not [r for r in membership.rumours.pending() if r.node == "g"]
-    # an accuser that did count still confirms, and a gossiped one is spread on
-    engine.receive(2.0, "b", Gossip((Rumour("g", 0, "suspect", "g", {}, "e"),)))
-    assert membership._suspicions["g"].accusers == {"a", "e"}
+
+    # the accused, alive, refutes at once and answers
+    accused = _engine_with_peers("abcdef", "g")
+    answer = accused.receive(1.001, "a", ping)
+    ack = next(o.message for o in answer if isinstance(o, Send) and o.dst == "a")
+    assert accused.incarnation == 1
+    assert Rumour("g", 1, "alive", "g", {}) in ack.rumours
+    engine.receive(1.002, "g", ack)
+    engine.tick(2.0)
+    assert engine.members()["g"] == "alive"
+    assert engine.membership.table.get("g").incarnation == 1
+    assert engine.counters["suspicion.check_failed"] == 0
+
+
+def test_a_death_pulled_from_tables_for_a_silent_member_becomes_our_suspicion():
+    engine = _engine_with_peers("bcdefg")
+    engine.membership.apply_table(1.0, "b", _dead_in_table("b", "g"))
+    engine.tick(1.4)
+    assert engine.members()["g"] == "alive"  # a probe period to answer
+    engine.tick(1.0 + Config.simulation().probe_interval)
+    assert engine.members()["g"] == "suspect"
+    assert engine.counters["suspicion.check_failed"] == 1
+    assert engine.membership._suspicions["g"].accusers == {"a"}
+
+
+def test_a_death_pulled_from_tables_for_a_suspect_is_our_own_accusation_counted_once():
+    # memberlist's mergeState: tables pulled from several peers are not independent
+    # confirmations (nor re-gossiped); a gossiped accuser still confirms and is spread on
+    engine = _engine_with_peers("bcdefg")
+    membership = engine.membership
+    engine.receive(1.0, "b", Gossip((Rumour("g", 0, "suspect", "g", {}, "b"),)))
+    for src in ("b", "c", "d"):
+        membership.apply_table(1.1, src, _dead_in_table(src, "g"))
+    assert engine.members()["g"] == "suspect"
+    assert membership._suspicions["g"].accusers == {"b", "a"}
+    assert engine.counters["suspicion.confirmed"] == 1
+    assert engine.counters["suspicion.checked"] == 0
+    engine.receive(2.0, "c", Gossip((Rumour("g", 0, "suspect", "g", {}, "e"),)))
+    assert membership._suspicions["g"].accusers == {"a", "b", "e"}
 
 
 def test_the_rumour_queue_sweeps_replaced_news_and_keeps_the_newest() -> None:
