@@ -8,6 +8,7 @@ touches no socket (it queues Sends in the Outbox).
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -52,15 +53,15 @@ class _Relay:
 @dataclass(slots=True)
 class _Retry:
     since: float
-    next_at: float
-    interval: float
-    sure: bool = False  # the next attempt is made whatever the cluster size (it spoke to us)
+    next_at: float  # the next attempt (inf: none before the window closes)
+    interval: float  # the backoff step that led to next_at
 
 
 RETRY_SPREAD = 3
-"""Expected attempts across the cluster per dead member per backoff step: each node makes a
-due attempt with probability RETRY_SPREAD / live members (as Serf spreads its reconnects), so a
-node that sees half of a large cluster die retries a few of them, not all of them, per step."""
+"""Expected attempts across the cluster per dead member per backoff step: each node makes an
+attempt at a step with probability RETRY_SPREAD / live members (as Serf spreads its
+reconnects), so a node that sees half of a large cluster die retries a few of them, not all of
+them, per step."""
 
 
 class Membership:
@@ -304,18 +305,34 @@ class Membership:
         if now - retry.since > self.config.reconnect_window:
             del self._retries[node]
             return
-        if retry.sure or self.rng.random() * self.cluster_size() < RETRY_SPREAD:
-            self.retry_due.append(node)
-            self.counters["reconnect.attempt"] += 1
-        retry.sure = False
+        self.retry_due.append(node)
+        self.counters["reconnect.attempt"] += 1
         retry.interval = min(retry.interval * 2, self.config.reconnect_max_interval)
-        self._retry_at(node, now + retry.interval * self.rng.uniform(0.8, 1.2))
+        self._plan_retry(node, retry, now + retry.interval * self.rng.uniform(0.8, 1.2))
 
-    def _retry_at(self, node: str, when: float, sure: bool = False) -> None:
+    def _plan_retry(self, node: str, retry: _Retry, step: float) -> None:
+        """Schedule the attempt on `node` at the first backoff step from `step` at which this
+        node tries (RETRY_SPREAD / live members each), drawing the steps skipped at once."""
+        chance = RETRY_SPREAD / self.cluster_size()
+        when = step
+        if chance < 1.0:  # the skipped steps are geometric: one draw, not a timer per step
+            skip = int(math.log(1.0 - self.rng.random()) / math.log1p(-chance))
+            cap = self.config.reconnect_max_interval
+            while skip and retry.interval < cap:
+                retry.interval = min(retry.interval * 2, cap)
+                when += retry.interval * self.rng.uniform(0.8, 1.2)
+                skip -= 1
+            if skip:
+                when += skip * cap * self.rng.uniform(0.8, 1.2)
+        if when - retry.since > self.config.reconnect_window:
+            retry.next_at = math.inf  # no attempt of ours is due; only the member's voice
+            return
+        self._retry_at(node, when)
+
+    def _retry_at(self, node: str, when: float) -> None:
         retry = self._retries.get(node)
         if retry is not None:
             retry.next_at = when
-            retry.sure = retry.sure or sure
             self._schedule(when, "retry", node)
 
     def _expire(self, now: float, node: str) -> None:
@@ -391,7 +408,7 @@ class Membership:
             self._checks.pop(src, None)
         retry = self._retries.get(src)
         if retry is not None and retry.next_at > now:
-            self._retry_at(src, now, sure=True)
+            self._retry_at(src, now)
 
     def peer_disconnected(self, now: float, node: str) -> None:
         """The driver's connection to `node` closed: check it now with a direct Ping rather
@@ -716,9 +733,8 @@ class Membership:
         elif status == "dead":
             self._gone_since[node] = now
             self._schedule(now + self.config.reconnect_window, "gone", node)
-            first = now + self.config.reconnect_interval
-            self._retries[node] = _Retry(now, first, self.config.reconnect_interval)
-            self._schedule(first, "retry", node)
+            retry = self._retries[node] = _Retry(now, math.inf, self.config.reconnect_interval)
+            self._plan_retry(node, retry, now + self.config.reconnect_interval)
             self.outbox.emit(MemberDown(node))
         else:
             self._gone_since[node] = now
@@ -741,7 +757,7 @@ class Membership:
             self._forgotten.pop(node, None)
             self._record(now, Rumour(node, 0, "alive", address), None)
         elif member.status == "dead":
-            self._retry_at(node, now, sure=True)
+            self._retry_at(node, now)
 
     def restore(self, now: float, peers: dict[str, str]) -> None:
         """Remember peers (node -> address) from a persisted peer list, without gossiping them."""

@@ -413,10 +413,10 @@ def test_the_rumour_queue_takes_what_the_plain_model_takes(operations):
         assert len(queue) == len(model.entries)
 
 
-def _engine_with_peers(peers: str, node: str = "a") -> Any:
+def _engine_with_peers(peers: str, node: str = "a", config: Config | None = None) -> Any:
     from foundation_p2p.engine import Engine
 
-    engine = Engine(node, Config.simulation(), address=node)
+    engine = Engine(node, config or Config.simulation(), address=node)
     engine.membership.restore(0.0, {n: n for n in peers})
     engine.tick(0.0)
     engine._outbox.drain()
@@ -527,3 +527,47 @@ def test_news_is_passed_on_as_it_came_with_its_encoding() -> None:
     engine.receive(1.2, "b", Gossip((bare,)))
     queued = [r for r in engine.membership.rumours.pending() if r.node == "f"]
     assert queued == [Rumour("f", 0, "dead", "f")] and queued[0] is not bare
+
+
+def test_a_node_retries_a_few_of_many_dead_members_per_step_with_one_timer_each():
+    # Serf's spread: RETRY_SPREAD / live members per dead member per backoff step, so about
+    # three nodes of the cluster try each dead member per step; the steps a node skips are
+    # drawn at once, not woken for
+    from foundation_p2p.engine.membership import RETRY_SPREAD
+
+    peers = [f"p{i:03}" for i in range(300)]
+    unprobed = Config.simulation(probe_interval=1000.0, probe_timeout=1.0)  # the rest live on
+    engine = _engine_with_peers("", config=unprobed)
+    engine.membership.restore(0.0, {p: p for p in peers})
+    membership = engine.membership
+    timers: list[str] = []
+    schedule = membership._schedule
+
+    def counted(when: float, kind: str, node: str) -> None:
+        timers.append(kind)
+        schedule(when, kind, node)
+
+    membership._schedule = counted
+    dead = peers[:150]
+    for node in dead:
+        membership.apply(1.0, "p299", Rumour(node, 0, "dead", node))
+    attempts = []  # a retry is an anti-entropy exchange with the dead member
+    now = 1.0
+    while now < 123.0:  # the backoff steps 2, 6, 14, 30, 62 and 122 s after the deaths
+        now += 0.1
+        attempts += [o.dst for o in engine.tick(now) if isinstance(o, Send) and o.dst in dead]
+    expected = len(dead) * 6 * RETRY_SPREAD / (len(peers) - len(dead) + 1)
+    assert expected / 3 < len(attempts) < expected * 3, (len(attempts), expected)
+    assert engine.counters["reconnect.attempt"] == len(attempts)
+    assert membership.cluster_size() == len(peers) - len(dead) + 1
+    # a timer per dead member and per attempt (a timer per member per step would be 900)
+    assert timers.count("retry") <= len(dead) + len(attempts)
+
+
+def test_a_dead_member_that_speaks_is_retried_at_once():
+    engine = _engine_with_peers("bc")
+    engine.membership.apply(1.0, "b", Rumour("c", 0, "dead", "c"))
+    engine.receive(1.5, "c", Gossip(()))
+    sent = engine.tick(1.5)
+    assert engine.counters["reconnect.attempt"] == 1
+    assert [o.dst for o in sent if isinstance(o, Send) and o.dst == "c"] == ["c"]
