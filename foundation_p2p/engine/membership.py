@@ -268,9 +268,16 @@ class Membership:
 
     def _next_timer(self) -> float | None:
         timers = self._timers
-        while timers and not self._valid(*timers[0]):
+        while timers:
+            when, kind, node = timers[0]
+            if kind == "suspect":  # the most frequent head, checked here without a call
+                suspicion = self._suspicions.get(node)
+                if suspicion is not None and suspicion.deadline() == when:
+                    return when
+            elif self._valid(when, kind, node):
+                return when
             heapq.heappop(timers)
-        return timers[0][0] if timers else None
+        return None
 
     def _tick_timers(self, now: float) -> None:
         timers = self._timers
@@ -317,13 +324,15 @@ class Membership:
         when = step
         if chance < 1.0:  # the skipped steps are geometric: one draw, not a timer per step
             skip = int(math.log(1.0 - self.rng.random()) / math.log1p(-chance))
-            cap = self.config.reconnect_max_interval
-            while skip and retry.interval < cap:
-                retry.interval = min(retry.interval * 2, cap)
-                when += retry.interval * self.rng.uniform(0.8, 1.2)
-                skip -= 1
             if skip:
-                when += skip * cap * self.rng.uniform(0.8, 1.2)
+                cap = self.config.reconnect_max_interval
+                interval, waits = retry.interval, 0.0
+                while skip and interval < cap:
+                    interval = min(interval * 2, cap)
+                    waits += interval
+                    skip -= 1
+                retry.interval = interval
+                when += (waits + skip * cap) * self.rng.uniform(0.8, 1.2)  # one jitter for all
         if when - retry.since > self.config.reconnect_window:
             retry.next_at = math.inf  # no attempt of ours is due; only the member's voice
             return
@@ -437,6 +446,7 @@ class Membership:
         known = self.table.members.get
         rank = STATUS_RANK
         suspicions = self._suspicions
+        me = self.node_id
         for rumour in rumours:
             # Most gossip repeats what we know: drop it here, before any call (a large
             # cluster applies millions of rumours a minute).
@@ -444,15 +454,14 @@ class Membership:
             if current is not None and rumour.incarnation <= current.incarnation:
                 if rumour.incarnation < current.incarnation:
                     continue
-                news, held = rank.get(rumour.status, -1), rank[current.status]
-                if news < held and news >= 0:
-                    continue
-                if (
-                    news == held
-                    and (not rumour.address or rumour.address == current.address)
-                    and rumour.node != self.node_id
+                status = rumour.status
+                if status != current.status:  # older news (a valid status ranked lower) only
+                    if 0 <= rank.get(status, -1) < rank[current.status]:
+                        continue
+                elif (not rumour.address or rumour.address == current.address) and (
+                    rumour.node != me
                 ):
-                    if rumour.status != "suspect":
+                    if status != "suspect":
                         continue
                     suspicion = suspicions.get(rumour.node)
                     if (

@@ -41,32 +41,42 @@ class RumourQueue:
         live = self._live
         if not live:
             return ()
+        known = live.get
         stacks = self._stacks
         out: list[Rumour] = []
-        moves: list[tuple[int, tuple[int, Rumour]]] = []
+        blocks: list[tuple[int, list[tuple[int, Rumour]]]] = []
         need = count
+        dropped = 0  # entries leaving the stacks: replaced news, and news sent `limit` times
         for sent, stack in enumerate(stacks):
+            if not stack:
+                continue
+            block: list[tuple[int, Rumour]] = []  # all go up to the next stack together
             while stack:
                 entry = stack.pop()
-                if live.get(entry[1].node) != entry[0]:
-                    self._entries -= 1  # replaced by newer news
+                token, rumour = entry
+                if known(rumour.node) != token:
+                    dropped += 1  # replaced by newer news
                     continue
-                out.append(entry[1])
-                moves.append((sent + 1, entry))
+                out.append(rumour)
+                block.append(entry)
                 need -= 1
                 if not need:
                     break
+            if block:
+                blocks.append((sent + 1, block))
             if not need:
                 break
         # re-queued only now, so a rumour moved up a stack is not taken twice in one call
-        for after, entry in moves:
+        for after, block in blocks:
             if after >= limit:
-                del live[entry[1].node]
-                self._entries -= 1
+                for entry in block:
+                    del live[entry[1].node]
+                dropped += len(block)
+            elif after < len(stacks):
+                stacks[after].extend(block)
             else:
-                while len(stacks) <= after:
-                    stacks.append([])
-                stacks[after].append(entry)
+                stacks.append(block)
+        self._entries -= dropped
         return tuple(out)
 
     def pending(self) -> list[Rumour]:
