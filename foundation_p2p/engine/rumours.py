@@ -39,7 +39,7 @@ class RumourQueue:
     def take(self, count: int, limit: int) -> tuple[Rumour, ...]:
         """Up to `count` rumours, least-sent (then newest) first; each is dropped after `limit`."""
         live = self._live
-        if not live:
+        if not live or count < 1:
             return ()
         known = live.get
         stacks = self._stacks

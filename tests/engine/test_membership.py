@@ -462,6 +462,18 @@ def test_a_death_pulled_from_tables_is_checked_before_it_is_believed():
     assert engine.counters["suspicion.check_failed"] == 0
 
 
+def test_a_check_carries_its_accusation_even_when_a_message_holds_one_rumour():
+    engine = _engine_with_peers("bcdefg", config=Config.simulation(max_rumours_per_message=1))
+    for node in "bcdef":  # news queued, waiting to be piggybacked
+        engine.membership.rumours.push(Rumour(node, 1, "alive", node))
+    queued = engine.membership.rumours.pending()
+    engine.membership.apply_table(1.0, "b", _dead_in_table("b", "g"))
+    (ping,) = [o.message for o in engine._outbox.drain() if isinstance(o, Send)]
+    assert ping.rumours == (Rumour("g", 0, "suspect", "g", {}, "a"),)
+    assert engine.membership.rumours.pending() == queued  # none taken for the check
+    assert RumourQueue().take(0, 4) == ()
+
+
 def test_a_death_pulled_from_tables_for_a_silent_member_becomes_our_suspicion():
     engine = _engine_with_peers("bcdefg")
     engine.membership.apply_table(1.0, "b", _dead_in_table("b", "g"))
