@@ -268,16 +268,9 @@ class Membership:
 
     def _next_timer(self) -> float | None:
         timers = self._timers
-        while timers:
-            when, kind, node = timers[0]
-            if kind == "suspect":  # the most frequent head, checked here without a call
-                suspicion = self._suspicions.get(node)
-                if suspicion is not None and suspicion.deadline() == when:
-                    return when
-            elif self._valid(when, kind, node):
-                return when
+        while timers and not self._valid(*timers[0]):
             heapq.heappop(timers)
-        return None
+        return timers[0][0] if timers else None
 
     def _tick_timers(self, now: float) -> None:
         timers = self._timers
