@@ -1,6 +1,6 @@
 """Simulator benchmarks: write propagation, failure detection, simulator speed, big heals.
 
-Run: python -m bench.simulation [--quick] [--speed N]
+Run: python -m bench.simulation [--quick] [--speed N] [--unit-costs N]
 
 All times are virtual seconds of the simulated cluster (production timings: probe 1 s,
 anti-entropy 1 s), except the wall-clock speed row. Each section prints the command-line
@@ -68,28 +68,77 @@ def false_positives(nodes: int, seconds: float, loss: float, seed: int = 1) -> t
     return stats["false_suspicions"], stats["false_downs"]
 
 
-def speed(nodes: int, seed: int = 1) -> tuple[float, float, bool, dict[str, float]]:
-    """(wall s, virtual s per wall s, converged, wall s per phase) for 60 virtual s: 10 steady,
-    30 partitioned into halves, 20 healed (the setup of a formed cluster included)."""
+def speed(nodes: int, seed: int = 1) -> tuple[float, float, bool, dict[str, float], dict[str, int]]:
+    """(wall s, virtual s per wall s, converged, wall s per phase, messages sent per phase)
+    for 60 virtual s: 10 steady, 30 partitioned into halves, 20 healed (the setup of a formed
+    cluster included)."""
     start = time.perf_counter()
     sim = SimCluster(nodes=nodes, seed=seed, bootstrap="formed", decode=False, record_events=False)
     ids = list(sim.nodes)
     marks = [time.perf_counter()]
-    sim.run_for(10.0)
-    marks.append(time.perf_counter())
+    sent = [0]
+
+    def phase(seconds: float) -> None:
+        sim.run_for(seconds)
+        marks.append(time.perf_counter())
+        sent.append(sum(node["sent"] for node in sim.stats()["per_node"].values()))
+
+    phase(10.0)
     sim.partition(ids[: nodes // 2], ids[nodes // 2 :])
-    sim.run_for(30.0)
-    marks.append(time.perf_counter())
+    phase(30.0)
     sim.heal()
-    sim.run_for(20.0)
-    marks.append(time.perf_counter())
+    phase(20.0)
     wall = marks[-1] - start
     names = ("setup", "steady 10 s", "split 30 s", "healed 20 s")
     phases = {
         name: end - begin
         for name, begin, end in zip(names, [start, *marks[:-1]], marks, strict=True)
     }
-    return wall, 60.0 / wall, sim.converged(), phases
+    messages = {name: sent[i] - sent[i - 1] for i, name in enumerate(names[1:], start=1)}
+    return wall, 60.0 / wall, sim.converged(), phases, messages
+
+
+def unit_costs(members: int = 1000, repeats: int = 5) -> dict[str, float]:
+    """Microseconds per unit of the work a split and heal is made of, for one engine that knows
+    `members` members (best of `repeats`): receiving news that changes a member's status (half
+    of the members each), a message of 16 rumours it already knows, taking a rumour to send."""
+    from foundation_p2p.config import Config
+    from foundation_p2p.engine import Engine
+    from foundation_p2p.engine.messages import Gossip, Rumour
+
+    others = [f"n{i}" for i in range(members // 2, members)]
+    steps = {
+        "suspicion": [Rumour(n, 0, "suspect", n, {}, "n1") for n in others],
+        "confirmation": [Rumour(n, 0, "suspect", n, {}, "n2") for n in others],
+        "death": [Rumour(n, 0, "dead", n) for n in others],
+        "refutation (alive again)": [Rumour(n, 1, "alive", n) for n in others],
+    }
+    known = [tuple(Rumour(n, 1, "alive", n) for n in others[i : i + 16]) for i in range(0, 480, 16)]
+    best: dict[str, float] = {}
+
+    def note(name: str, began: float, count: int) -> None:
+        took = (time.perf_counter() - began) / count * 1e6
+        best[name] = min(best.get(name, math.inf), took)
+
+    for _ in range(repeats):
+        engine = Engine("n0", Config.simulation(), address="n0")
+        engine.membership.restore(0.0, {f"n{i}": f"n{i}" for i in range(members)})
+        engine.tick(0.0)
+        for name, news in steps.items():
+            began = time.perf_counter()
+            for rumour in news:
+                engine.receive(1.0, "n1", Gossip((rumour,)))
+            note(f"receive news: {name}", began, len(news))
+        began = time.perf_counter()
+        for message in known:
+            engine.receive(1.0, "n1", Gossip(message))
+        note("receive 16 known rumours (per message)", began, len(known))
+        membership, taken = engine.membership, 0
+        began = time.perf_counter()
+        while len(membership.rumours) and taken < 100_000:
+            taken += len(membership.take_rumours())
+        note("take a rumour to send", began, max(1, taken))
+    return best
 
 
 def big_heal(keys: int, nodes: int = 6, seed: int = 1) -> tuple[float, int, bool]:
@@ -115,9 +164,10 @@ def big_heal(keys: int, nodes: int = 6, seed: int = 1) -> tuple[float, int, bool
 def print_speed(nodes: int) -> None:
     """Print the simulator speed row for `nodes` nodes."""
     print(f"\n## Simulator speed ({nodes} nodes, 60 virtual s with a partition and a heal)\n")
-    wall, ratio, converged, phases = speed(nodes)
+    wall, ratio, converged, phases, messages = speed(nodes)
     print(f"wall {wall:.1f} s, {ratio:.2f} virtual s per wall s, converged at the end: {converged}")
     print("phases (wall s): " + ", ".join(f"{name} {s:.1f}" for name, s in phases.items()))
+    print("messages sent: " + ", ".join(f"{name} {n:,}" for name, n in messages.items()))
     print("goal: 60 virtual s of 1,000 nodes in <= 60 s wall")
 
 
@@ -128,10 +178,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--speed", type=int, metavar="N", help="only the simulator speed row, with N nodes"
     )
+    parser.add_argument(
+        "--unit-costs",
+        type=int,
+        metavar="N",
+        help="only the engine's unit costs, for a node that knows N members",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     if args.speed:
         print_speed(args.speed)
+        return 0
+    if args.unit_costs:
+        print(f"## Engine unit costs (one engine, {args.unit_costs} members, best of 5)\n")
+        print("| unit | us |")
+        print("|---|---:|")
+        for name, micros in unit_costs(args.unit_costs).items():
+            print(f"| {name} | {micros:.2f} |")
         return 0
 
     print("## Write propagation (one write, formed cluster, production timings)\n")

@@ -705,6 +705,8 @@ class Membership:
                     rumour.node, claim.incarnation, claim.status, address, claim.metadata, rumour.by
                 )
             self.rumours.push(news)
+        else:  # what we queued about it is now stale: sent on, it would undo this news
+            self.rumours.discard(rumour.node)
         if before is None or before.status != claim.status:
             self._status_changed(now, rumour.node, claim, rumour.by)
 

@@ -36,6 +36,10 @@ class RumourQueue:
         if self._entries > 2 * len(self._live) + 64:
             self._sweep()
 
+    def discard(self, node: str) -> None:
+        """Drop the queued news about `node`, if any (it is left in place to be skipped)."""
+        self._live.pop(node, None)
+
     def take(self, count: int, limit: int) -> tuple[Rumour, ...]:
         """Up to `count` rumours, least-sent (then newest) first; each is dropped after `limit`."""
         live = self._live

@@ -382,6 +382,9 @@ class _ReferenceQueue:
         self.age += 1
         self.entries.append([0, self.age, rumour])
 
+    def discard(self, node):
+        self.entries = [e for e in self.entries if e[2].node != node]
+
     def take(self, count, limit):
         chosen = sorted(self.entries, key=lambda e: (e[0], -e[1]))[:count]
         for entry in chosen:  # re-queued as the newest of its new equals
@@ -397,6 +400,7 @@ class _ReferenceQueue:
         st.one_of(
             st.tuples(st.just("push"), st.sampled_from("abcdefgh"), st.integers(0, 5)),
             st.tuples(st.just("take"), st.integers(1, 6), st.integers(1, 4)),
+            st.tuples(st.just("discard"), st.sampled_from("abcdefgh"), st.just(0)),
         ),
         max_size=60,
     )
@@ -408,6 +412,9 @@ def test_the_rumour_queue_takes_what_the_plain_model_takes(operations):
             rumour = Rumour(a, b, "alive")
             queue.push(rumour)
             model.push(rumour)
+        elif op == "discard":
+            queue.discard(a)
+            model.discard(a)
         else:
             assert queue.take(a, b) == model.take(a, b)
         assert len(queue) == len(model.entries)
@@ -499,6 +506,26 @@ def test_a_death_pulled_from_tables_for_a_suspect_is_our_own_accusation_counted_
     assert engine.counters["suspicion.checked"] == 0
     engine.receive(2.0, "c", Gossip((Rumour("g", 0, "suspect", "g", {}, "e"),)))
     assert membership._suspicions["g"].accusers == {"a", "b", "e"}
+
+
+def test_news_from_a_table_drops_the_older_news_queued_about_that_member():
+    # after a heal: "dead" is still queued when the member's refutation arrives in a table;
+    # sent on, the older news would mark it dead again wherever the refutation is not yet known
+    engine = _engine_with_peers("bcdefg")
+    membership = engine.membership
+    engine.receive(1.0, "b", Gossip((Rumour("g", 0, "dead", "g"), Rumour("f", 0, "dead", "f"))))
+    assert {r.node for r in membership.rumours.pending()} >= {"f", "g"}
+    from crdts import MemberTable
+
+    refuted = MemberTable("c")
+    refuted.alive("g", 1, "g")
+    membership.apply_table(2.0, "c", refuted)
+    assert engine.members()["g"] == "alive"
+    pending = {r.node: r for r in membership.rumours.pending()}
+    assert "g" not in pending  # nor is the table's news queued: anti-entropy spreads it
+    assert pending["f"] == Rumour("f", 0, "dead", "f")
+    taken = membership.take_rumours()
+    assert all(r.node != "g" for r in taken) and Rumour("f", 0, "dead", "f") in taken
 
 
 def test_the_rumour_queue_sweeps_replaced_news_and_keeps_the_newest() -> None:
