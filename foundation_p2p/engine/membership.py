@@ -673,7 +673,7 @@ class Membership:
         self, now: float, rumour: Rumour, before: Member | None, spread: bool = True
     ) -> None:
         """Merge news into the table (which holds `before` for the node); on a change, emit
-        the event and spread the news."""
+        the event and spread the news (or, not spreading it, drop older news queued about it)."""
         address = rumour.address or (before.address if before else "")
         metadata = rumour.metadata if rumour.metadata or before is None else before.metadata
         claim: Member | None
