@@ -18,7 +18,9 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 from crdts import LWWMap, PNCounter  # noqa: E402
-from foundation_p2p.engine.messages import Message, SyncDelta  # noqa: E402
+from foundation_p2p.config import Config  # noqa: E402
+from foundation_p2p.engine import Engine  # noqa: E402
+from foundation_p2p.engine.messages import Gossip, Message, Rumour, SyncDelta  # noqa: E402
 from simulations import SimCluster  # noqa: E402
 from simulations.network import Link  # noqa: E402
 
@@ -102,10 +104,6 @@ def unit_costs(members: int = 1000, repeats: int = 5) -> dict[str, float]:
     """Microseconds per unit of the work a split and heal is made of, for one engine that knows
     `members` members (best of `repeats`): receiving news that changes a member's status (half
     of the members each), a message of 16 rumours it already knows, taking a rumour to send."""
-    from foundation_p2p.config import Config
-    from foundation_p2p.engine import Engine
-    from foundation_p2p.engine.messages import Gossip, Rumour
-
     others = [f"n{i}" for i in range(members // 2, members)]
     steps = {
         "suspicion": [Rumour(n, 0, "suspect", n, {}, "n1") for n in others],

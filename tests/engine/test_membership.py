@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crdts import MemberTable
 from foundation_p2p.config import Config
 from foundation_p2p.engine import MemberDown, MemberLeft, MemberSuspect, MemberUp, Send
 from foundation_p2p.engine.messages import Ack, Gossip, Ping, PingReq, Rumour
@@ -430,9 +431,7 @@ def _engine_with_peers(peers: str, node: str = "a", config: Config | None = None
     return engine
 
 
-def _dead_in_table(src: str, node: str, incarnation: int = 0) -> Any:
-    from crdts import MemberTable
-
+def _dead_in_table(src: str, node: str, incarnation: int = 0) -> MemberTable:
     theirs = MemberTable(src)
     theirs.alive(node, incarnation, node)
     theirs.dead(node, incarnation)
@@ -515,8 +514,6 @@ def test_news_from_a_table_drops_the_older_news_queued_about_that_member():
     membership = engine.membership
     engine.receive(1.0, "b", Gossip((Rumour("g", 0, "dead", "g"), Rumour("f", 0, "dead", "f"))))
     assert {r.node for r in membership.rumours.pending()} >= {"f", "g"}
-    from crdts import MemberTable
-
     refuted = MemberTable("c")
     refuted.alive("g", 1, "g")
     membership.apply_table(2.0, "c", refuted)
